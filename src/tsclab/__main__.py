@@ -1,0 +1,5 @@
+"""``python -m tsclab``."""
+
+from tsclab.cli import run
+
+run()

@@ -1,0 +1,56 @@
+"""``tsclab clocksource``: what the kernel computes when it registers a counter."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from tsclab.cli.params import counter_bits, frequency
+from tsclab.clocksource import ClocksourceError, register
+from tsclab.report.clocksource import clocksource_record, render_clocksource
+
+
+@click.command("clocksource")
+@click.option(
+    "--name", metavar="NAME", required=True, help="Clocksource name as the kernel prints it (tsc, hpet, ...)."
+)
+@click.option(
+    "--khz",
+    metavar="N",
+    callback=frequency("kHz"),
+    help="Frequency in kHz (clocksource_register_khz, as the x86 TSC).",
+)
+@click.option(
+    "--hz", metavar="N", callback=frequency("Hz"), help="Frequency in Hz (clocksource_register_hz)."
+)
+@click.option(
+    "--bits",
+    metavar="B",
+    callback=counter_bits,
+    default="64",
+    show_default=True,
+    help="Counter width, 1..64.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def clocksource_command(name: str, khz: int | None, hz: int | None, bits: int, as_json: bool) -> int:
+    """Register a clocksource exactly as Linux does and show its pause horizons.
+
+    The first line is the one the kernel prints at registration
+    (clocksource: NAME: mask: ... max_cycles: ..., max_idle_ns: ... ns).
+    """
+    if (khz is None) == (hz is None):
+        raise click.UsageError("give exactly one of --khz or --hz")
+    if not name.strip() or any(ch.isspace() for ch in name):
+        raise click.BadParameter(
+            f"expected a clocksource name without spaces, got {name!r}", param_hint="'--name'"
+        )
+    try:
+        cs = register(name, bits, freq_khz=khz) if khz is not None else register(name, bits, freq_hz=hz)
+    except ClocksourceError as err:
+        raise click.UsageError(str(err)) from None
+    if as_json:
+        click.echo(json.dumps(clocksource_record(cs), indent=2))
+    else:
+        click.echo(render_clocksource(cs))
+    return 0
