@@ -1,0 +1,170 @@
+"""Kernel profiles: which timekeeping behaviour each Linux version selects.
+
+Policy as data.  The timekeeper, readers and vDSO are one mechanism each;
+a profile only names the variant of each behaviour a version uses.  Adding
+a kernel version is adding one profile here.
+
+Version boundaries (all x86-64 guests; see docs/kernel-profiles.md):
+
+* reader math - ``timekeeping_cycles_to_ns()``/``timekeeping_get_ns()``:
+  ``wrapping`` before 6.10 (``delta * mult`` in u64), ``debug-capping``
+  for 4.1-6.9 kernels built with ``CONFIG_DEBUG_TIMEKEEPING`` (delta capped
+  at ``max_cycles``, near-wrap deltas clamped to 0), ``protected`` from
+  6.10 (``delta > max_cycles`` branch with the negative-motion test and the
+  128-bit slow path).
+* reader negative motion on x86 - before 6.10 ``clocksource_delta()`` with
+  ``CONFIG_CLOCKSOURCE_VALIDATE_LAST_CYCLE`` zeroes deltas with the MSB of
+  the mask set; from 6.10 the same test sits inside the ``> max_cycles``
+  branch (x86-only in 6.10-6.12, all arches from 6.13).
+* writer negative motion - ``clocksource_delta()`` in
+  ``timekeeping_advance()``/``timekeeping_forward_now()``: MSB test (50%)
+  on x86 before 6.13; ``delta > max_raw_delta`` (87.5%) from 6.13 and
+  6.12.5.
+* ``forward_now`` - one ``delta * mult`` before 6.10, chunked by
+  ``max_cycles`` from 6.10.
+* x86 vDSO delta - ``cycles > last`` test with a wrapping multiply
+  (5.3-6.4), ``& S64_MAX`` masking with a bit-62 negative test (6.5-6.9),
+  the ``max_cycles`` branch with a 128-bit slow path (6.10+).
+* kvm-clock reads consume ``PVCLOCK_GUEST_STOPPED`` before 6.3
+  (``pvclock_clocksource_read``), not from 6.3 (``..._read_nowd``).
+* shadow update - from 6.13 ``timekeeping_update_from_shadow()`` holds
+  kernel readers off before the vDSO page is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ReaderMath = Literal["wrapping", "debug-capping", "protected"]
+WriterNegative = Literal["msb", "max-raw-delta"]
+ForwardNow = Literal["single", "chunked"]
+VdsoDelta = Literal["x86-5.3", "x86-6.5", "x86-6.10"]
+Watchdog = Literal["threshold-62ms", "uncertainty-margin", "interval-skip", "rewrite-2026"]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelProfile:
+    """The timekeeping behaviours one kernel version selects."""
+
+    name: str
+    version: tuple[int, int]
+    summary: str
+    reader_math: ReaderMath
+    reader_negative_msb: bool
+    writer_negative: WriterNegative
+    forward_now: ForwardNow
+    vdso_delta: VdsoDelta
+    vdso_overflow_protect: bool
+    kvmclock_read_consumes_guest_stopped: bool
+    shadow_update_blocks_readers_first: bool
+    watchdog: Watchdog
+
+    def behaviours(self) -> dict[str, str]:
+        """The selected variants, as text (for ``tsclab profiles``)."""
+        return {
+            "reader math": self.reader_math,
+            "reader negative motion": "MSB of mask (50%)" if self.reader_negative_msb else "none",
+            "writer negative motion": {
+                "msb": "MSB of mask (50%)",
+                "max-raw-delta": "max_raw_delta (87.5%)",
+            }[self.writer_negative],
+            "forward_now": self.forward_now,
+            "vDSO delta": self.vdso_delta,
+            "vDSO max_cycles": "yes" if self.vdso_overflow_protect else "no",
+            "kvm-clock read clears GUEST_STOPPED": "yes"
+            if self.kvmclock_read_consumes_guest_stopped
+            else "no",
+            "readers held off before vDSO update": "yes" if self.shadow_update_blocks_readers_first else "no",
+            "clocksource watchdog": self.watchdog,
+        }
+
+
+PROFILES: dict[str, KernelProfile] = {
+    p.name: p
+    for p in (
+        KernelProfile(
+            name="linux-5.10",
+            version=(5, 10),
+            summary="LTS 5.10: wrapping reader, x86 vDSO of 5.3, 62.5 ms watchdog threshold",
+            reader_math="wrapping",
+            reader_negative_msb=True,
+            writer_negative="msb",
+            forward_now="single",
+            vdso_delta="x86-5.3",
+            vdso_overflow_protect=False,
+            kvmclock_read_consumes_guest_stopped=True,
+            shadow_update_blocks_readers_first=False,
+            watchdog="threshold-62ms",
+        ),
+        KernelProfile(
+            name="linux-6.1",
+            version=(6, 1),
+            summary="LTS 6.1 (Debian 12): wrapping reader, before the overflow protection",
+            reader_math="wrapping",
+            reader_negative_msb=True,
+            writer_negative="msb",
+            forward_now="single",
+            vdso_delta="x86-5.3",
+            vdso_overflow_protect=False,
+            kvmclock_read_consumes_guest_stopped=True,
+            shadow_update_blocks_readers_first=False,
+            watchdog="uncertainty-margin",
+        ),
+        KernelProfile(
+            name="linux-6.1-debug",
+            version=(6, 1),
+            summary="6.1 built with CONFIG_DEBUG_TIMEKEEPING: readers cap delta at max_cycles",
+            reader_math="debug-capping",
+            reader_negative_msb=True,
+            writer_negative="msb",
+            forward_now="single",
+            vdso_delta="x86-5.3",
+            vdso_overflow_protect=False,
+            kvmclock_read_consumes_guest_stopped=True,
+            shadow_update_blocks_readers_first=False,
+            watchdog="uncertainty-margin",
+        ),
+        KernelProfile(
+            name="linux-6.10",
+            version=(6, 10),
+            summary="6.10: reader delta limit and 128-bit slow path, kernel and x86 vDSO",
+            reader_math="protected",
+            reader_negative_msb=True,
+            writer_negative="msb",
+            forward_now="chunked",
+            vdso_delta="x86-6.10",
+            vdso_overflow_protect=True,
+            kvmclock_read_consumes_guest_stopped=False,
+            shadow_update_blocks_readers_first=False,
+            watchdog="interval-skip",
+        ),
+        KernelProfile(
+            name="linux-6.13",
+            version=(6, 13),
+            summary="6.13: writer negative-motion cutoff at 87.5%, debug code gone, shadow ordering",
+            reader_math="protected",
+            reader_negative_msb=True,
+            writer_negative="max-raw-delta",
+            forward_now="chunked",
+            vdso_delta="x86-6.10",
+            vdso_overflow_protect=True,
+            kvmclock_read_consumes_guest_stopped=False,
+            shadow_update_blocks_readers_first=True,
+            watchdog="interval-skip",
+        ),
+    )
+}
+
+
+class UnknownProfileError(ValueError):
+    """A profile name that is not defined."""
+
+
+def get_profile(name: str) -> KernelProfile:
+    """Look up a profile by name; the error lists the known names."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        known = ", ".join(PROFILES)
+        raise UnknownProfileError(f"unknown kernel profile {name!r}; expected one of: {known}") from None
