@@ -12,8 +12,10 @@ from collections.abc import Sequence
 import click
 
 from tsclab import __version__
+from tsclab.cli.advise_cmd import advise_command
 from tsclab.cli.clocksource_cmd import clocksource_command
 from tsclab.cli.demo_cmd import demo_command
+from tsclab.cli.profiles_cmd import profiles_command
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -28,6 +30,8 @@ def cli() -> None:
 
 cli.add_command(clocksource_command)
 cli.add_command(demo_command)
+cli.add_command(advise_command)
+cli.add_command(profiles_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

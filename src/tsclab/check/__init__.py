@@ -1,0 +1,1 @@
+"""Check layer: invariants and verdicts (stable IDs) over a run's trace."""

@@ -1,0 +1,1 @@
+"""Simulation layer: drives the kernel model through time (raw pauses now)."""

@@ -1,0 +1,199 @@
+"""A raw pause of one guest: the counter jumps, the guest is not told.
+
+The story ``tsclab advise`` tells, on one vCPU with a periodic tick:
+
+1. boot at true time 0 (REALTIME = ``epoch``) and tick for ``warmup``;
+2. read every clock ``phase`` after the last tick, then stop the guest;
+3. the counter keeps running for ``pause``; no tick, no code runs;
+4. on resume a busy reader reads every clock before the overdue tick
+   runs (``after-resume``), the tick runs ``update_wall_time()``, the
+   reader reads again (``after-first-tick``);
+5. ticking resumes on the tick grid; the reader reads just before each
+   tick (so a clock stuck until an update shows as frozen), until the
+   counter has come round once more for counters that can wrap, or for
+   ``settle`` otherwise (``steady``).
+
+True time is an integer count of ns; the counter is
+``floor(t * freq_hz / 1e9) mod 2**bits`` - no drift, no offset.  Every
+guest-side value comes from the kernel model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tsclab.arith import NSEC_PER_SEC, U64_MAX
+from tsclab.clocksource import Clocksource
+from tsclab.kernel.ntp import ADJ_MAXERROR, ADJ_STATUS, STA_PLL, STA_UNSYNC, NtpState, Timex
+from tsclab.kernel.profiles import KernelProfile
+from tsclab.kernel.timekeeping import AdvanceStats, Timekeeping
+from tsclab.kernel.timespec import Timespec64
+
+DEFAULT_EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z
+CLOCKS = ("REALTIME", "MONOTONIC", "BOOTTIME", "MONOTONIC_RAW", "TAI")
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSetup:
+    """Everything that defines one raw-pause run."""
+
+    clocksource: Clocksource
+    profile: KernelProfile
+    pause_ns: int
+    phase_ns: int
+    hz: int = 250
+    warmup_ns: int = 2 * NSEC_PER_SEC
+    settle_ns: int = 2 * NSEC_PER_SEC
+    epoch_s: int = DEFAULT_EPOCH_S
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """One read of every clock, with true time and the expected values."""
+
+    label: str
+    true_ns: int  # true time since boot
+    counter: int
+    values: dict[str, int]  # clock -> ns as the guest reads it
+    expected: dict[str, int]  # clock -> ns had nothing gone wrong (exact, unbounded arithmetic)
+    reader_path: str  # which branch the MONOTONIC reader took (see reader_path_for)
+    overflow_shortfall_ns: int  # exact minus wrapped MONOTONIC reading (0 unless it wrapped)
+
+
+@dataclass(slots=True)
+class PauseTrace:
+    """What the run observed."""
+
+    setup: PauseSetup
+    reads: list[Read] = field(default_factory=list)
+    first_tick: AdvanceStats | None = None
+    maxerror_before_us: int = 0
+    maxerror_after_us: int = 0
+    unsync_after: bool = False
+    steady_reads: list[Read] = field(default_factory=list)
+
+
+class _Counter:
+    """The guest-visible counter as a function of true time."""
+
+    def __init__(self, cs: Clocksource) -> None:
+        self.freq_hz = cs.freq_hz
+        self.mask = cs.mask
+        self.true_ns = 0
+
+    def unwrapped(self, t_ns: int) -> int:
+        return t_ns * self.freq_hz // NSEC_PER_SEC
+
+    def read(self) -> int:
+        return self.unwrapped(self.true_ns) & self.mask
+
+
+def run_raw_pause(setup: PauseSetup) -> PauseTrace:
+    """Run the story above; return every read and the writer's work."""
+    cs = setup.clocksource
+    counter = _Counter(cs)
+    ntp = NtpState(hz=setup.hz)
+    tkg = Timekeeping(
+        cs,
+        setup.profile,
+        ntp,
+        counter.read,
+        hz=setup.hz,
+        realtime=Timespec64(setup.epoch_s, 0),
+    )
+    tick_ns = NSEC_PER_SEC // setup.hz
+    trace = PauseTrace(setup=setup)
+
+    # Warm up on the tick grid.
+    t = 0
+    while t + tick_ns <= setup.warmup_ns:
+        t += tick_ns
+        counter.true_ns = t
+        tkg.update_wall_time()
+    last_tick = t
+    # A synchronised NTP daemon has cleared STA_UNSYNC and set a small
+    # maxerror (here 10 ms) shortly before the pause.
+    real = tkg.ktime_get_real_ts64()
+    ntp.adjtimex(Timex(modes=ADJ_STATUS | ADJ_MAXERROR, status=STA_PLL, maxerror=10_000), real.sec, real.nsec)
+
+    # The read just before the pause fixes the reference for "expected".
+    counter.true_ns = last_tick + setup.phase_ns
+    before = _read(tkg, "before-pause", counter, None)
+    trace.reads.append(before)
+    trace.maxerror_before_us = ntp.time_maxerror
+
+    # The pause: the counter runs on, the guest does nothing.
+    counter.true_ns += setup.pause_ns
+    trace.reads.append(_read(tkg, "after-resume", counter, before))
+    trace.first_tick = tkg.update_wall_time()
+    trace.maxerror_after_us = ntp.time_maxerror
+    trace.unsync_after = bool(ntp.time_status & STA_UNSYNC)
+    trace.reads.append(_read(tkg, "after-first-tick", counter, before))
+
+    # Back on the tick grid: read just before each tick, then tick.
+    resume = counter.true_ns
+    horizon = resume + setup.settle_ns
+    if cs.bits <= 32:
+        wrap_ns = -((-(cs.mask + 1) * NSEC_PER_SEC) // cs.freq_hz)
+        horizon = resume + wrap_ns + setup.settle_ns
+    next_tick = (resume // tick_ns + 1) * tick_ns
+    while next_tick <= horizon:
+        counter.true_ns = next_tick
+        trace.steady_reads.append(_read(tkg, "tick", counter, before))
+        tkg.update_wall_time()
+        next_tick += tick_ns
+    counter.true_ns = horizon
+    trace.reads.append(_read(tkg, "steady", counter, before))
+    return trace
+
+
+def _read(tkg: Timekeeping, label: str, counter: _Counter, ref: Read | None) -> Read:
+    values = {
+        "REALTIME": tkg.ktime_get_real(),
+        "MONOTONIC": tkg.ktime_get(),
+        "BOOTTIME": tkg.ktime_get_boottime(),
+        "MONOTONIC_RAW": tkg.ktime_get_raw(),
+        "TAI": tkg.ktime_get_clocktai(),
+    }
+    now = counter.unwrapped(counter.true_ns)
+    if ref is None:
+        expected = dict(values)
+    else:
+        # Unbounded arithmetic from the reference read: what the reading
+        # would be with no wrap, no clamp and no overflow.  NTP-steered
+        # clocks run at the tick length NTP asks for (cycle_interval
+        # cycles per NSEC_PER_SEC / HZ); MONOTONIC_RAW at mult >> shift.
+        tk = tkg.tk
+        cycles = now - ref.counter
+        steered = cycles * tkg.ntp_interval_length // tk.cycle_interval
+        raw = (cycles * tk.tkr_raw.mult) >> tk.tkr_raw.shift
+        expected = {name: ref.values[name] + (raw if name == "MONOTONIC_RAW" else steered) for name in values}
+    path, shortfall = reader_path_for(tkg, now & counter.mask)
+    return Read(label, counter.true_ns, now, values, expected, path, shortfall)
+
+
+def reader_path_for(tkg: Timekeeping, cycles: int) -> tuple[str, int]:
+    """The branch of ``timekeeping_cycles_to_ns()`` a read of ``cycles`` takes.
+
+    ``fast``, ``slow-path`` (6.10+ 128-bit), ``negative-clamp`` (MSB test:
+    the last update's time), ``debug-capped`` (delta capped at max_cycles)
+    or ``wrapped-multiply`` (pre-6.10: ``delta * mult + xtime_nsec`` >= 2**64),
+    with what the wrap cost: exact minus wrapped result, a multiple of
+    ``2**(64 - shift)`` ns.
+    """
+    tkr = tkg.tk.tkr_mono
+    profile = tkg.profile
+    delta = (cycles - tkr.cycle_last) & tkr.mask
+    msb = bool(delta & ~(tkr.mask >> 1) & tkr.mask)
+    if profile.reader_math == "protected":
+        if delta > tkr.clock.max_cycles:
+            return ("negative-clamp" if (msb and profile.reader_negative_msb) else "slow-path"), 0
+        return "fast", 0
+    if msb and profile.reader_negative_msb:
+        return "negative-clamp", 0
+    if profile.reader_math == "debug-capping" and delta > tkr.clock.max_cycles:
+        return "debug-capped", 0
+    product = delta * tkr.mult + tkr.xtime_nsec
+    if product >= 1 << 64:
+        return "wrapped-multiply", (product >> tkr.shift) - ((product & U64_MAX) >> tkr.shift)
+    return "fast", 0
