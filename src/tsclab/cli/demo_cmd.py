@@ -7,6 +7,7 @@ import json
 import click
 
 from tsclab.report.pause_horizons import overview_record, render_overview
+from tsclab.report.raw_pause_matrix import matrix_record, render_matrix
 
 
 @click.command("demo")
@@ -14,7 +15,9 @@ from tsclab.report.pause_horizons import overview_record, render_overview
 def demo_command(as_json: bool) -> int:
     """Show, for common clocksources, the pause horizons and what crossing each does."""
     if as_json:
-        click.echo(json.dumps(overview_record(), indent=2))
+        click.echo(json.dumps({"horizons": overview_record(), "raw_pauses": matrix_record()}, indent=2))
     else:
         click.echo(render_overview())
+        click.echo("")
+        click.echo(render_matrix())
     return 0
