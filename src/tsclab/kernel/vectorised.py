@@ -26,10 +26,10 @@ scalar arithmetic (which warns on overflow) ever happens.
 
 Branches are boolean masks, applied without data-dependent branching (a
 value is zeroed by multiplying with the negated mask, a result chosen by
-adding the masked difference); there is no Python loop over elements.  Long arrays are processed in blocks of
-:data:`CHUNK` values with in-place ufuncs, so that the handful of
-intermediates stays in cache instead of being allocated (and page-faulted)
-at full length for every step.
+adding the masked difference); there is no Python loop over elements.
+Long arrays are processed in blocks of :data:`CHUNK` values with in-place
+ufuncs, so that the handful of intermediates stays in cache instead of being
+allocated (and page-faulted) at full length for every step.
 
 Layer: this is the only module of tsclab that imports numpy; the model core
 does not depend on it.
@@ -253,19 +253,6 @@ class _Reader:
         np.logical_not(flag, out=keep)
         np.multiply(delta, keep, out=delta)
 
-    def slow_negative_into(
-        self, delta: U64Array, slow: BoolArray, flag: BoolArray, scratch: U64Array
-    ) -> None:
-        """``delta > max_cycles && delta_has_msb(delta)``, per element.
-
-        For a ``2**n - 1`` mask: ``delta > max(max_cycles, mask >> 1)``.
-        """
-        if self.contiguous:
-            np.greater(delta, max(self.max_cycles, self.half), out=flag)
-        else:
-            self.msb_into(delta, flag, scratch)
-            pass
-
     def wrapping_into(self, delta: U64Array, ns: U64Array) -> None:
         """``(u64)(delta * mult + xtime_nsec) >> shift``: the u64 math that wraps."""
         np.multiply(delta, self.mult, out=ns)
@@ -405,8 +392,9 @@ def cycles_to_ns_protected_array(tkr: TkReadBase, cycles: npt.ArrayLike, negativ
     counter with ``max_cycles == mask`` (HPET, ACPI PM) never takes it.
 
     ``xtime_nsec >> shift`` is what the exact multiply gives for a delta of
-    0, so negative-motion elements are zeroed before the exact multiply and
-    both slow-path outcomes come from it.
+    0, so deltas with the MSB set are zeroed before the exact multiply and
+    both slow-path outcomes come from it; the zeroed deltas of elements on
+    the fast path are never used.
     """
     r = _Reader.of(tkr)
     arr, shape = _flat(cycles)
@@ -422,8 +410,9 @@ def cycles_to_ns_protected_array(tkr: TkReadBase, cycles: npt.ArrayLike, negativ
         if not slow.any():
             continue
         if negative_msb:
+            # Zeroed wherever the MSB is set; only slow elements use the result.
             negative, keep = s.flag2[:k], s.flag3[:k]
-            r.slow_negative_into(delta, slow, negative, s.tmp[:k])
+            r.msb_into(delta, negative, s.tmp[:k])
             r.zero_where(delta, negative, keep)
         exact = s.tmp[:k]
         r.exact.into(delta, exact, s.tmp2[:k])
