@@ -4,7 +4,7 @@ Policy as data.  The timekeeper, readers and vDSO are one mechanism each;
 a profile only names the variant of each behaviour a version uses.  Adding
 a kernel version is adding one profile here.
 
-Version boundaries (all x86-64 guests; see docs/kernel-profiles.md):
+Version boundaries (all x86-64 guests):
 
 * reader math - ``timekeeping_cycles_to_ns()``/``timekeeping_get_ns()``:
   ``wrapping`` before 6.10 (``delta * mult`` in u64), ``debug-capping``
