@@ -33,7 +33,7 @@ Version boundaries (all x86-64 guests):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 ReaderMath = Literal["wrapping", "debug-capping", "protected"]
@@ -80,80 +80,57 @@ class KernelProfile:
         }
 
 
+LINUX_5_10 = KernelProfile(
+    name="linux-5.10",
+    version=(5, 10),
+    summary="LTS 5.10: wrapping reader, x86 vDSO of 5.3, 62.5 ms watchdog threshold",
+    reader_math="wrapping",
+    reader_negative_msb=True,
+    writer_negative="msb",
+    forward_now="single",
+    vdso_delta="x86-5.3",
+    vdso_overflow_protect=False,
+    kvmclock_read_consumes_guest_stopped=True,
+    shadow_update_blocks_readers_first=False,
+    watchdog="threshold-62ms",
+)
+# Each later profile states only what changed against its predecessor.
+LINUX_6_1 = replace(
+    LINUX_5_10,
+    name="linux-6.1",
+    version=(6, 1),
+    summary="LTS 6.1 (Debian 12): wrapping reader, before the overflow protection",
+    watchdog="uncertainty-margin",
+)
+LINUX_6_1_DEBUG = replace(
+    LINUX_6_1,
+    name="linux-6.1-debug",
+    summary="6.1 built with CONFIG_DEBUG_TIMEKEEPING: readers cap delta at max_cycles",
+    reader_math="debug-capping",
+)
+LINUX_6_10 = replace(
+    LINUX_6_1,
+    name="linux-6.10",
+    version=(6, 10),
+    summary="6.10: reader delta limit and 128-bit slow path, kernel and x86 vDSO",
+    reader_math="protected",
+    forward_now="chunked",
+    vdso_delta="x86-6.10",
+    vdso_overflow_protect=True,
+    kvmclock_read_consumes_guest_stopped=False,
+    watchdog="interval-skip",
+)
+LINUX_6_13 = replace(
+    LINUX_6_10,
+    name="linux-6.13",
+    version=(6, 13),
+    summary="6.13: writer negative-motion cutoff at 87.5%, debug code gone, shadow ordering",
+    writer_negative="max-raw-delta",
+    shadow_update_blocks_readers_first=True,
+)
+
 PROFILES: dict[str, KernelProfile] = {
-    p.name: p
-    for p in (
-        KernelProfile(
-            name="linux-5.10",
-            version=(5, 10),
-            summary="LTS 5.10: wrapping reader, x86 vDSO of 5.3, 62.5 ms watchdog threshold",
-            reader_math="wrapping",
-            reader_negative_msb=True,
-            writer_negative="msb",
-            forward_now="single",
-            vdso_delta="x86-5.3",
-            vdso_overflow_protect=False,
-            kvmclock_read_consumes_guest_stopped=True,
-            shadow_update_blocks_readers_first=False,
-            watchdog="threshold-62ms",
-        ),
-        KernelProfile(
-            name="linux-6.1",
-            version=(6, 1),
-            summary="LTS 6.1 (Debian 12): wrapping reader, before the overflow protection",
-            reader_math="wrapping",
-            reader_negative_msb=True,
-            writer_negative="msb",
-            forward_now="single",
-            vdso_delta="x86-5.3",
-            vdso_overflow_protect=False,
-            kvmclock_read_consumes_guest_stopped=True,
-            shadow_update_blocks_readers_first=False,
-            watchdog="uncertainty-margin",
-        ),
-        KernelProfile(
-            name="linux-6.1-debug",
-            version=(6, 1),
-            summary="6.1 built with CONFIG_DEBUG_TIMEKEEPING: readers cap delta at max_cycles",
-            reader_math="debug-capping",
-            reader_negative_msb=True,
-            writer_negative="msb",
-            forward_now="single",
-            vdso_delta="x86-5.3",
-            vdso_overflow_protect=False,
-            kvmclock_read_consumes_guest_stopped=True,
-            shadow_update_blocks_readers_first=False,
-            watchdog="uncertainty-margin",
-        ),
-        KernelProfile(
-            name="linux-6.10",
-            version=(6, 10),
-            summary="6.10: reader delta limit and 128-bit slow path, kernel and x86 vDSO",
-            reader_math="protected",
-            reader_negative_msb=True,
-            writer_negative="msb",
-            forward_now="chunked",
-            vdso_delta="x86-6.10",
-            vdso_overflow_protect=True,
-            kvmclock_read_consumes_guest_stopped=False,
-            shadow_update_blocks_readers_first=False,
-            watchdog="interval-skip",
-        ),
-        KernelProfile(
-            name="linux-6.13",
-            version=(6, 13),
-            summary="6.13: writer negative-motion cutoff at 87.5%, debug code gone, shadow ordering",
-            reader_math="protected",
-            reader_negative_msb=True,
-            writer_negative="max-raw-delta",
-            forward_now="chunked",
-            vdso_delta="x86-6.10",
-            vdso_overflow_protect=True,
-            kvmclock_read_consumes_guest_stopped=False,
-            shadow_update_blocks_readers_first=True,
-            watchdog="interval-skip",
-        ),
-    )
+    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_10, LINUX_6_13)
 }
 
 
