@@ -74,3 +74,19 @@ def test_writer_delta_cutoffs() -> None:
     assert clocksource_delta(1 << 23, 0, mask, "max-raw-delta", raw) == 1 << 23
     assert clocksource_delta(raw + 1, 0, mask, "max-raw-delta", raw) == 0
     assert clocksource_delta(raw, 0, mask, "max-raw-delta", raw) == raw
+
+
+def test_reader_flags_name_the_branch_taken() -> None:
+    tkr = TkReadBase.for_clock(TSC, cycle_last=0)
+    tkr.xtime_nsec = HALF_SECOND
+    past_horizon = 1100 * 2_500_000_000
+    _, old = timekeeping_cycles_to_ns(tkr, past_horizon, get_profile("linux-6.1"))
+    assert (old.path, old.wrap_loss_ns) == ("wrapped-multiply", 1 << 40)
+    _, new = timekeeping_cycles_to_ns(tkr, past_horizon, get_profile("linux-6.13"))
+    assert (new.path, new.wrap_loss_ns) == ("slow-path", 0)
+    _, short = timekeeping_cycles_to_ns(tkr, 2_500_000_000, get_profile("linux-6.1"))
+    assert short.path == "fast"
+    _, negative = timekeeping_cycles_to_ns(tkr, 1 << 63, get_profile("linux-6.13"))
+    assert negative.path == "negative-clamp"
+    _, capped = timekeeping_cycles_to_ns(tkr, past_horizon, get_profile("linux-6.1-debug"))
+    assert capped.path == "debug-capped"

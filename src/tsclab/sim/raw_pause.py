@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from tsclab.arith import NSEC_PER_SEC, U64_MAX
+from tsclab.arith import NSEC_PER_SEC
 from tsclab.clocksource import Clocksource
 from tsclab.kernel.ntp import ADJ_MAXERROR, ADJ_STATUS, STA_PLL, STA_UNSYNC, NtpState, Timex
 from tsclab.kernel.profiles import KernelProfile
+from tsclab.kernel.readers import timekeeping_cycles_to_ns
 from tsclab.kernel.timekeeping import AdvanceStats, Timekeeping
 from tsclab.kernel.timespec import Timespec64
 
@@ -56,7 +57,7 @@ class Read:
     counter: int
     values: dict[str, int]  # clock -> ns as the guest reads it
     expected: dict[str, int]  # clock -> ns had nothing gone wrong (exact, unbounded arithmetic)
-    reader_path: str  # which branch the MONOTONIC reader took (see reader_path_for)
+    reader_path: str  # the branch the MONOTONIC reader took (ReaderFlags.path)
     overflow_shortfall_ns: int  # exact minus wrapped MONOTONIC reading (0 unless it wrapped)
 
 
@@ -168,32 +169,6 @@ def _read(tkg: Timekeeping, label: str, counter: _Counter, ref: Read | None) -> 
         steered = cycles * tkg.ntp_interval_length // tk.cycle_interval
         raw = (cycles * tk.tkr_raw.mult) >> tk.tkr_raw.shift
         expected = {name: ref.values[name] + (raw if name == "MONOTONIC_RAW" else steered) for name in values}
-    path, shortfall = reader_path_for(tkg, now & counter.mask)
-    return Read(label, counter.true_ns, now, values, expected, path, shortfall)
-
-
-def reader_path_for(tkg: Timekeeping, cycles: int) -> tuple[str, int]:
-    """The branch of ``timekeeping_cycles_to_ns()`` a read of ``cycles`` takes.
-
-    ``fast``, ``slow-path`` (6.10+ 128-bit), ``negative-clamp`` (MSB test:
-    the last update's time), ``debug-capped`` (delta capped at max_cycles)
-    or ``wrapped-multiply`` (pre-6.10: ``delta * mult + xtime_nsec`` >= 2**64),
-    with what the wrap cost: exact minus wrapped result, a multiple of
-    ``2**(64 - shift)`` ns.
-    """
-    tkr = tkg.tk.tkr_mono
-    profile = tkg.profile
-    delta = (cycles - tkr.cycle_last) & tkr.mask
-    msb = bool(delta & ~(tkr.mask >> 1) & tkr.mask)
-    if profile.reader_math == "protected":
-        if delta > tkr.clock.max_cycles:
-            return ("negative-clamp" if (msb and profile.reader_negative_msb) else "slow-path"), 0
-        return "fast", 0
-    if msb and profile.reader_negative_msb:
-        return "negative-clamp", 0
-    if profile.reader_math == "debug-capping" and delta > tkr.clock.max_cycles:
-        return "debug-capped", 0
-    product = delta * tkr.mult + tkr.xtime_nsec
-    if product >= 1 << 64:
-        return "wrapped-multiply", (product >> tkr.shift) - ((product & U64_MAX) >> tkr.shift)
-    return "fast", 0
+    # The branch the MONOTONIC reader took for this counter value.
+    _, flags = timekeeping_cycles_to_ns(tkg.tk.tkr_mono, now & counter.mask, tkg.profile)
+    return Read(label, counter.true_ns, now, values, expected, flags.path, flags.wrap_loss_ns)
