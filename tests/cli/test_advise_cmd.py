@@ -56,6 +56,7 @@ def test_advise_text_and_determinism(capsys: pytest.CaptureFixture[str]) -> None
         (["--kernel", "linux-6.1", "--pause", "1s", "--phase", "1s"], "shorter than one tick"),
         (["--kernel", "linux-6.1", "--pause", "1s", "--hz-tick", "0"], "positive"),
         (["--kernel", "linux-6.1"], "--pause"),
+        (["--kernel", "linux-6.1", "--pause", "1s", "--hz", "1000"], "exactly one of --khz or --hz"),
     ],
 )
 def test_advise_bad_input_exits_2(capsys: pytest.CaptureFixture[str], extra: list[str], needle: str) -> None:

@@ -7,8 +7,7 @@ import json
 import click
 
 from tsclab.check.pause_anomalies import find_anomalies
-from tsclab.cli.params import counter_bits, duration, frequency, positive_int
-from tsclab.clocksource import ClocksourceError, register
+from tsclab.cli.params import counter_bits, duration, frequency, positive_int, register_from_options
 from tsclab.kernel.profiles import UnknownProfileError, get_profile
 from tsclab.report.advise import advise_record, render_advise
 from tsclab.sim.raw_pause import PauseSetup, run_raw_pause
@@ -48,16 +47,11 @@ def advise_command(
     as_json: bool,
 ) -> int:
     """Model a raw pause (the counter jumps, the guest is not told) and list what breaks."""
-    if (khz is None) == (hz is None):
-        raise click.UsageError("give exactly one of --khz or --hz")
     try:
         profile = get_profile(kernel)
     except UnknownProfileError as err:
         raise click.BadParameter(str(err), param_hint="'--kernel'") from None
-    try:
-        cs = register(name, bits, freq_khz=khz) if khz is not None else register(name, bits, freq_hz=hz)
-    except ClocksourceError as err:
-        raise click.UsageError(str(err)) from None
+    cs = register_from_options(name, bits, khz, hz)
     tick_ns = 1_000_000_000 // hz_tick
     if phase is None:
         phase = tick_ns // 2

@@ -6,8 +6,7 @@ import json
 
 import click
 
-from tsclab.cli.params import counter_bits, frequency
-from tsclab.clocksource import ClocksourceError, register
+from tsclab.cli.params import counter_bits, frequency, register_from_options
 from tsclab.report.clocksource import clocksource_record, render_clocksource
 
 
@@ -39,16 +38,7 @@ def clocksource_command(name: str, khz: int | None, hz: int | None, bits: int, a
     The first line is the one the kernel prints at registration
     (clocksource: NAME: mask: ... max_cycles: ..., max_idle_ns: ... ns).
     """
-    if (khz is None) == (hz is None):
-        raise click.UsageError("give exactly one of --khz or --hz")
-    if not name.strip() or any(ch.isspace() for ch in name):
-        raise click.BadParameter(
-            f"expected a clocksource name without spaces, got {name!r}", param_hint="'--name'"
-        )
-    try:
-        cs = register(name, bits, freq_khz=khz) if khz is not None else register(name, bits, freq_hz=hz)
-    except ClocksourceError as err:
-        raise click.UsageError(str(err)) from None
+    cs = register_from_options(name, bits, khz, hz)
     if as_json:
         click.echo(json.dumps(clocksource_record(cs), indent=2))
     else:

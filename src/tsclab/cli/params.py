@@ -12,6 +12,7 @@ from decimal import Decimal, InvalidOperation
 import click
 
 from tsclab.arith import U32_MAX
+from tsclab.clocksource import Clocksource, ClocksourceError, register
 
 
 def _whole_number(text: str, expected: str) -> int:
@@ -105,3 +106,20 @@ def positive_int(_ctx: click.Context, _param: click.Parameter, value: str | None
     if number <= 0:
         raise click.BadParameter(f"expected a positive whole number, got {number}")
     return number
+
+
+def register_from_options(name: str, bits: int, khz: int | None, hz: int | None) -> Clocksource:
+    """Register the clocksource an ``--khz`` / ``--hz`` pair describes.
+
+    The name must be one word, as the kernel prints it; exactly one of the
+    two frequencies must be given; anything the registration refuses
+    becomes a usage error (exit 2).
+    """
+    if not name.strip() or any(ch.isspace() for ch in name):
+        raise click.UsageError(f"expected a clocksource name without spaces, got {name!r}")
+    if (khz is None) == (hz is None):
+        raise click.UsageError("give exactly one of --khz or --hz")
+    try:
+        return register(name, bits, freq_khz=khz, freq_hz=hz)
+    except ClocksourceError as err:
+        raise click.UsageError(str(err)) from None
