@@ -42,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tsclab.arith import (
     NSEC_PER_SEC,
@@ -97,6 +97,7 @@ PVCLOCK_TSC_STABLE_BIT = 1 << 0
 PVCLOCK_GUEST_STOPPED = 1 << 1
 
 _BIT62 = 1 << 62
+_T = TypeVar("_T")
 
 
 # --- the data page ---------------------------------------------------------
@@ -515,6 +516,38 @@ def _begin(vc: VdsoClock, hook: Hook | None, max_spins: int) -> tuple[int, int]:
     return seq, spins
 
 
+def _seq_read_loop(
+    vc: VdsoClock,
+    attempt: Callable[[], _T | VdsoFallback],
+    hook: Hook | None,
+    max_spins: int,
+    max_retries: int,
+) -> tuple[_T | VdsoFallback, int, int]:
+    """The ``do { seq = vdso_read_begin(); ... } while (vdso_read_retry())`` loop.
+
+    Shared by ``do_hres()`` and ``do_coarse()``: spin while the seq is odd,
+    run one ``attempt``, retry if the seq moved.  A fallback ends the loop
+    at once, as the C ``return false`` does.  Returns (result, retries,
+    spins); past the limits raises :class:`VdsoLivelockError`.
+    """
+    retries = spins = 0
+    while True:
+        seq, spun = _begin(vc, hook, max_spins)
+        spins += spun
+        if hook is not None:
+            hook("begin")
+        result = attempt()
+        if isinstance(result, VdsoFallback):
+            return result, retries, spins
+        if hook is not None:
+            hook("retry")
+        if not vdso_read_retry(vc, seq):
+            return result, retries, spins
+        retries += 1
+        if retries > max_retries:
+            raise VdsoLivelockError(f"vDSO reader retried {max_retries} times")
+
+
 def do_hres(
     vdata: VdsoData,
     clock_id: int,
@@ -536,22 +569,11 @@ def do_hres(
     A spin or retry count beyond the limits raises :class:`VdsoLivelockError`.
     """
     vc = vdata.clocks[record_for(clock_id)]
-    retries = spins = 0
-    while True:
-        seq, spun = _begin(vc, hook, max_spins)
-        spins += spun
-        if hook is not None:
-            hook("begin")
-        sample = do_hres_attempt(vdata, clock_id, read_counter, profile)
-        if isinstance(sample, VdsoFallback):
-            return VdsoFallback(sample.reason, retries=retries, spins=spins)
-        if hook is not None:
-            hook("retry")
-        if not vdso_read_retry(vc, seq):
-            break
-        retries += 1
-        if retries > max_retries:
-            raise VdsoLivelockError(f"vDSO reader retried {max_retries} times")
+    sample, retries, spins = _seq_read_loop(
+        vc, lambda: do_hres_attempt(vdata, clock_id, read_counter, profile), hook, max_spins, max_retries
+    )
+    if isinstance(sample, VdsoFallback):
+        return VdsoFallback(sample.reason, retries=retries, spins=spins)
     sec, nsec, loops = vdso_set_timespec(sample.sec, sample.ns)
     return VdsoTime(sec=sec, nsec=nsec, retries=retries, iter_div_loops=loops, spins=spins)
 
@@ -570,20 +592,11 @@ def do_coarse(
     no counter read, no division (the writer normalised already).
     """
     vc = vdata.hres
-    retries = spins = 0
-    while True:
-        seq, spun = _begin(vc, hook, max_spins)
-        spins += spun
-        if hook is not None:
-            hook("begin")
-        sec, nsec = vc.basetime.get(clock_id, (0, 0))
-        if hook is not None:
-            hook("retry")
-        if not vdso_read_retry(vc, seq):
-            break
-        retries += 1
-        if retries > max_retries:
-            raise VdsoLivelockError(f"vDSO reader retried {max_retries} times")
+    stamp, retries, spins = _seq_read_loop(
+        vc, lambda: vc.basetime.get(clock_id, (0, 0)), hook, max_spins, max_retries
+    )
+    assert not isinstance(stamp, VdsoFallback)  # copying a timestamp cannot fall back
+    sec, nsec = stamp
     return VdsoTime(sec=s64(sec), nsec=nsec, retries=retries, spins=spins)
 
 
