@@ -172,6 +172,12 @@ class Timekeeping:
         if tk.tkr_mono.xtime_nsec >= nsps:
             carry, tk.tkr_mono.xtime_nsec = divmod(tk.tkr_mono.xtime_nsec, nsps)
             tk.xtime_sec = u64(tk.xtime_sec + carry)
+        Timekeeping.tk_normalize_raw(tk)
+
+    @staticmethod
+    def tk_normalize_raw(tk: Timekeeper) -> None:
+        """The raw half of ``tk_normalize_xtime()``, also run by
+        ``logarithmic_accumulation()``: whole seconds into ``raw_sec``."""
         nsps_raw = NSEC_PER_SEC << tk.tkr_raw.shift
         if tk.tkr_raw.xtime_nsec >= nsps_raw:
             carry, tk.tkr_raw.xtime_nsec = divmod(tk.tkr_raw.xtime_nsec, nsps_raw)
@@ -318,10 +324,7 @@ class Timekeeping:
         tk.tkr_mono.xtime_nsec = u64(tk.tkr_mono.xtime_nsec + u64(tk.xtime_interval << shift))
         clock_set = self.accumulate_nsecs_to_secs(tk)
         tk.tkr_raw.xtime_nsec = u64(tk.tkr_raw.xtime_nsec + u64(tk.raw_interval << shift))
-        snsec_per_sec = NSEC_PER_SEC << tk.tkr_raw.shift
-        if tk.tkr_raw.xtime_nsec >= snsec_per_sec:
-            carry, tk.tkr_raw.xtime_nsec = divmod(tk.tkr_raw.xtime_nsec, snsec_per_sec)
-            tk.raw_sec = u64(tk.raw_sec + carry)
+        self.tk_normalize_raw(tk)
         # ntp_error (s64) += ntp_tick << shift; -= (interval + remainder) << (...):
         # both right-hand sides are u64 in C, so the sums wrap as u64.
         err = u64(tk.ntp_error + u64(tk.ntp_tick << shift))
