@@ -252,6 +252,11 @@ class Timekeeping:
         self.tkd.seq = u32(self.tkd.seq + 1)
         yield WriteStep.SEQ_EVEN
 
+    def _publish_now(self, action: int) -> None:
+        """Run :meth:`_publish` to the end (no reader interleaves)."""
+        for _ in self._publish(action):
+            pass
+
     def timekeeping_init(self, clock: Clocksource, wall: Timespec64, boot_offset: Timespec64) -> None:
         """``timekeeping_init()``, started directly on ``clock``."""
         tk = self.tkd.shadow
@@ -259,8 +264,7 @@ class Timekeeping:
         self.tk_set_xtime(tk, wall)
         tk.raw_sec = 0
         self.tk_set_wall_to_mono(tk, boot_offset - wall)
-        for _ in self._publish(TK_MIRROR | TK_CLOCK_WAS_SET):
-            pass
+        self._publish_now(TK_MIRROR | TK_CLOCK_WAS_SET)
 
     def timekeeping_forward_now(self, tk: Timekeeper) -> None:
         """``timekeeping_forward_now()``: fold the pending delta into xtime.
@@ -415,49 +419,55 @@ class Timekeeping:
         """``update_wall_time()``: the tick's call into the timekeeper."""
         return self.timekeeping_advance(AdvanceMode.TICK)
 
-    def _locked_update(self, change: Callable[[Timekeeper], None], action: int) -> None:
-        """A write section that forwards time, applies ``change``, publishes."""
+    def _locked_update(self, change: Callable[[Timekeeper], bool], action: int) -> bool:
+        """A write section that forwards time, applies ``change``, publishes.
+
+        ``change`` returns False to refuse (the kernel's ``-EINVAL``); the
+        forwarded time is published either way, as the kernel's ``out:``
+        label does.
+        """
         tk = self.tkd.shadow
         self.timekeeping_forward_now(tk)
-        change(tk)
-        for _ in self._publish(action | TK_MIRROR):
-            pass
+        applied = change(tk)
+        self._publish_now(action | TK_MIRROR)
+        return applied
 
     def do_settimeofday64(self, ts: Timespec64) -> bool:
         """``do_settimeofday64()``; False (-EINVAL) if it would make wtm positive."""
-        result = [True]
 
-        def change(tk: Timekeeper) -> None:
+        def change(tk: Timekeeper) -> bool:
             delta = ts - self.tk_xtime(tk)
-            if (tk.wall_to_monotonic.sec, tk.wall_to_monotonic.nsec) > (delta.sec, delta.nsec):
-                result[0] = False
-                return
+            if tk.wall_to_monotonic > delta:
+                return False
             self.tk_set_wall_to_mono(tk, tk.wall_to_monotonic - delta)
             self.tk_set_xtime(tk, ts)
+            return True
 
-        self._locked_update(change, TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
-        return result[0]
+        return self._locked_update(change, TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
 
     def timekeeping_inject_offset(self, ts: Timespec64) -> bool:
         """``timekeeping_inject_offset()`` (ADJ_SETOFFSET)."""
         if not 0 <= ts.nsec < NSEC_PER_SEC:
             return False
-        result = [True]
 
-        def change(tk: Timekeeper) -> None:
+        def change(tk: Timekeeper) -> bool:
             wtm = tk.wall_to_monotonic
-            if (wtm.sec, wtm.nsec) > (ts.sec, ts.nsec):
-                result[0] = False
-                return
+            if wtm > ts:
+                return False
             self.tk_xtime_add(tk, ts)
             self.tk_set_wall_to_mono(tk, wtm - ts)
+            return True
 
-        self._locked_update(change, TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
-        return result[0]
+        return self._locked_update(change, TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
 
     def change_clocksource(self, clock: Clocksource) -> None:
         """``change_clocksource()`` (run under stop_machine in the kernel)."""
-        self._locked_update(lambda tk: self.tk_setup_internals(tk, clock), TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
+
+        def change(tk: Timekeeper) -> bool:
+            self.tk_setup_internals(tk, clock)
+            return True
+
+        self._locked_update(change, TK_CLEAR_NTP | TK_CLOCK_WAS_SET)
 
     # --- suspend / resume --------------------------------------------
 
@@ -478,8 +488,7 @@ class Timekeeping:
                 self._old_delta = delta
             else:
                 self._suspend_time = self._suspend_time + delta_delta
-        for _ in self._publish(TK_MIRROR):
-            pass
+        self._publish_now(TK_MIRROR)
 
     def _stop_suspend_timing(self, cycle_now: int) -> int:
         """``clocksource_stop_suspend_timing()`` with the current clock as the suspend clock."""
@@ -503,15 +512,14 @@ class Timekeeping:
         delta: Timespec64 | None = None
         if nsec > 0:
             delta = Timespec64.from_ns(nsec)
-        elif (ts_new.sec, ts_new.nsec) > (self._suspend_time.sec, self._suspend_time.nsec):
+        elif ts_new > self._suspend_time:
             delta = ts_new - self._suspend_time
         if delta is not None:
             self.inject_sleeptime(tk, delta)
         tk.tkr_mono.cycle_last = tk.tkr_raw.cycle_last = cycle_now
         tk.ntp_error = 0
         self.tkd.suspended = False
-        for _ in self._publish(TK_MIRROR | TK_CLOCK_WAS_SET):
-            pass
+        self._publish_now(TK_MIRROR | TK_CLOCK_WAS_SET)
         return delta
 
     def inject_sleeptime(self, tk: Timekeeper, delta: Timespec64) -> None:

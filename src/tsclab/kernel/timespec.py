@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from tsclab.arith import NSEC_PER_SEC, s64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Timespec64:
-    """A normalised (sec, nsec) pair."""
+    """A normalised (sec, nsec) pair.
+
+    Ordered by (sec, nsec), which for normalised values is
+    ``timespec64_compare()``.
+    """
 
     sec: int
     nsec: int
