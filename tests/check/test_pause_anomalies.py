@@ -14,9 +14,11 @@ TSC = register("tsc", 64, freq_khz=2_500_000)
 ACPI = register("acpi_pm", 24, freq_hz=3_579_545)
 
 
-def anomalies(cs: Clocksource, profile: str, pause_ns: int, clock: str = "MONOTONIC") -> dict[str, Anomaly]:
+def anomalies(
+    cs: Clocksource, profile: str, pause_ns: int, clock: str = "MONOTONIC", reader: str = "kernel"
+) -> dict[str, Anomaly]:
     trace = run_raw_pause(PauseSetup(cs, get_profile(profile), pause_ns, phase_ns=2_000_000))
-    return {a.id: a for a in find_anomalies(trace) if a.clock == clock}
+    return {a.id: a for a in find_anomalies(trace) if a.clock == clock and a.reader == reader}
 
 
 def acpi_wrap_in_kernel_ns() -> int:
@@ -72,3 +74,24 @@ def test_acpi_pm_past_seven_eighths_and_past_the_wrap() -> None:
 def test_runs_are_deterministic() -> None:
     setup = PauseSetup(ACPI, get_profile("linux-6.1"), 3 * NSEC_PER_SEC, phase_ns=2_000_000)
     assert find_anomalies(run_raw_pause(setup)) == find_anomalies(run_raw_pause(setup))
+
+
+def test_vdso_wraps_like_the_kernel_before_6_10_and_not_after() -> None:
+    old = anomalies(TSC, "linux-6.1", 1100 * NSEC_PER_SEC, reader="vdso")
+    assert old["overflow-garbage"].magnitude_ns == 1 << 40
+    assert "overflow-garbage" not in anomalies(TSC, "linux-6.10", 1100 * NSEC_PER_SEC, reader="vdso")
+
+
+def test_vdso_reads_equal_the_kernel_reads_where_it_serves_them() -> None:
+    for cs in (TSC, register("kvm-clock", 64, freq_hz=10**9)):
+        trace = run_raw_pause(
+            PauseSetup(cs, get_profile("linux-6.13"), 60 * NSEC_PER_SEC, phase_ns=2_000_000)
+        )
+        for read in trace.reads:
+            assert read.vdso == read.values, (cs.name, read.label)
+
+
+def test_vdso_falls_back_without_a_clock_mode() -> None:
+    trace = run_raw_pause(PauseSetup(ACPI, get_profile("linux-6.13"), NSEC_PER_SEC, phase_ns=2_000_000))
+    assert all(read.vdso is None for read in trace.reads)
+    assert all(a.reader == "kernel" for a in find_anomalies(trace))

@@ -7,8 +7,8 @@ IDs (stable; other tools match on them):
 ``overflow-garbage``
     a pre-6.10 reader's ``delta * mult`` wrapped 64 bits; magnitude: how
     far the read fell short of the exact arithmetic (whole ``2**(64-shift)``
-    ns steps).  Judged on the MONOTONIC reader base, reported for every
-    clock built on it.
+    ns steps).  Judged on the MONOTONIC reader base (kernel or vDSO),
+    reported for every clock built on it.
 ``wrap-loss``
     in steady state the clock is behind where unbounded arithmetic would
     have it - lost to counter wraps or to a negative-motion clamp;
@@ -24,6 +24,7 @@ IDs (stable; other tools match on them):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -37,64 +38,93 @@ LOSS_THRESHOLD_NS = 1_000_000
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
-    """One finding: stable ID, clock, magnitude and where it first showed."""
+    """One finding: stable ID, clock, reader, magnitude and where it first showed."""
 
     id: str
     clock: str
     magnitude_ns: int
     first_read: str
     detail: str
+    reader: str = "kernel"  # "kernel" (the syscall getters) or "vdso"
+
+
+Values = Callable[[Read], dict[str, int]]
+ORDER = ("time-backwards", "overflow-garbage", "wrap-loss", "time-frozen", "ntp-maxerror")
+READERS = ("kernel", "vdso")
 
 
 def find_anomalies(trace: PauseTrace) -> list[Anomaly]:
-    """Every anomaly in the trace, in a fixed order (by ID, then clock)."""
+    """Every anomaly in the trace, in a fixed order (by ID, clock, reader).
+
+    Kernel reads always count; vDSO reads count where the vDSO served them
+    (where it falls back, its reads are the kernel's).
+    """
     reads: list[Read] = [*trace.reads[:3], *trace.steady_reads, trace.reads[-1]]
     found: list[Anomaly] = []
-    for clock in CLOCKS:
-        found.extend(_backwards(clock, reads))
-        found.extend(_frozen(clock, reads))
-        found.extend(_garbage(clock, trace.reads[1]))
-        found.extend(_loss(clock, trace.reads[-1]))
+    for reader, values in _readers(reads):
+        after_resume = trace.reads[1]
+        shortfall = (
+            after_resume.overflow_shortfall_ns
+            if reader == "kernel"
+            else after_resume.vdso_overflow_shortfall_ns
+        )
+        for clock in CLOCKS:
+            found.extend(_backwards(clock, reads, values, reader))
+            found.extend(_frozen(clock, reads, values, reader))
+            found.extend(_garbage(clock, after_resume, shortfall, reader))
+            found.extend(_loss(clock, trace.reads[-1], values, reader))
     growth = (trace.maxerror_after_us - trace.maxerror_before_us) * NSEC_PER_USEC
     if growth > 0:
         state = "STA_UNSYNC set" if trace.unsync_after else "still synchronised"
         found.append(Anomaly("ntp-maxerror", "REALTIME", growth, "after-first-tick", state))
-    order = ["time-backwards", "overflow-garbage", "wrap-loss", "time-frozen", "ntp-maxerror"]
-    return sorted(found, key=lambda a: (order.index(a.id), CLOCKS.index(a.clock)))
+    return sorted(found, key=lambda a: (ORDER.index(a.id), CLOCKS.index(a.clock), READERS.index(a.reader)))
 
 
-def _backwards(clock: str, reads: list[Read]) -> list[Anomaly]:
+def _readers(reads: list[Read]) -> list[tuple[str, Values]]:
+    def kernel(read: Read) -> dict[str, int]:
+        return read.values
+
+    def vdso(read: Read) -> dict[str, int]:
+        assert read.vdso is not None  # only offered when every read has vDSO values
+        return read.vdso
+
+    if all(read.vdso is not None for read in reads):
+        return [("kernel", kernel), ("vdso", vdso)]
+    return [("kernel", kernel)]
+
+
+def _backwards(clock: str, reads: list[Read], values: Values, reader: str) -> list[Anomaly]:
     worst: Anomaly | None = None
     for prev, cur in pairwise(reads):
-        step = prev.values[clock] - cur.values[clock]
+        step = values(prev)[clock] - values(cur)[clock]
         if step > 0 and (worst is None or step > worst.magnitude_ns):
-            worst = Anomaly(
-                "time-backwards", clock, step, cur.label, f"{prev.label} -> {cur.label} (t={cur.true_ns} ns)"
-            )
+            detail = f"{prev.label} -> {cur.label} (t={cur.true_ns} ns)"
+            worst = Anomaly("time-backwards", clock, step, cur.label, detail, reader)
     return [worst] if worst else []
 
 
-def _frozen(clock: str, reads: list[Read]) -> list[Anomaly]:
+def _frozen(clock: str, reads: list[Read], values: Values, reader: str) -> list[Anomaly]:
     stuck_ns = 0
     first = ""
     for prev, cur in pairwise(reads[1:]):
-        if cur.values[clock] == prev.values[clock] and cur.true_ns > prev.true_ns:
+        if values(cur)[clock] == values(prev)[clock] and cur.true_ns > prev.true_ns:
             stuck_ns += cur.true_ns - prev.true_ns
             first = first or prev.label
     if stuck_ns == 0:
         return []
-    return [Anomaly("time-frozen", clock, stuck_ns, first, "reads did not advance")]
+    return [Anomaly("time-frozen", clock, stuck_ns, first, "reads did not advance", reader)]
 
 
-def _garbage(clock: str, after_resume: Read) -> list[Anomaly]:
-    if after_resume.reader_path != "wrapped-multiply" or clock == "MONOTONIC_RAW":
+def _garbage(clock: str, after_resume: Read, shortfall: int, reader: str) -> list[Anomaly]:
+    if shortfall == 0 or clock == "MONOTONIC_RAW":
         return []
-    short = after_resume.overflow_shortfall_ns
-    return [Anomaly("overflow-garbage", clock, short, after_resume.label, "delta * mult wrapped 64 bits")]
+    detail = "delta * mult wrapped 64 bits"
+    return [Anomaly("overflow-garbage", clock, shortfall, after_resume.label, detail, reader)]
 
 
-def _loss(clock: str, steady: Read) -> list[Anomaly]:
-    lost = steady.expected[clock] - steady.values[clock]
+def _loss(clock: str, steady: Read, values: Values, reader: str) -> list[Anomaly]:
+    lost = steady.expected[clock] - values(steady)[clock]
     if lost < LOSS_THRESHOLD_NS:
         return []
-    return [Anomaly("wrap-loss", clock, lost, steady.label, "behind unbounded arithmetic in steady state")]
+    detail = "behind unbounded arithmetic in steady state"
+    return [Anomaly("wrap-loss", clock, lost, steady.label, detail, reader)]

@@ -108,6 +108,14 @@ LINUX_6_1_DEBUG = replace(
     summary="6.1 built with CONFIG_DEBUG_TIMEKEEPING: readers cap delta at max_cycles",
     reader_math="debug-capping",
 )
+LINUX_6_6 = replace(
+    LINUX_6_1,
+    name="linux-6.6",
+    version=(6, 6),
+    summary="LTS 6.6: wrapping reader; x86 vDSO reads masked with S64_MAX (6.5)",
+    vdso_delta="x86-6.5",
+    kvmclock_read_consumes_guest_stopped=False,
+)
 LINUX_6_10 = replace(
     LINUX_6_1,
     name="linux-6.10",
@@ -130,7 +138,7 @@ LINUX_6_13 = replace(
 )
 
 PROFILES: dict[str, KernelProfile] = {
-    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_10, LINUX_6_13)
+    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_6, LINUX_6_10, LINUX_6_13)
 }
 
 

@@ -55,7 +55,7 @@ from tsclab.arith import (
     u32,
     u64,
 )
-from tsclab.clocksource import pvclock_scale_delta
+from tsclab.clocksource import Clocksource, pvclock_scale_delta
 from tsclab.kernel.profiles import KernelProfile, VdsoDelta
 from tsclab.kernel.tk_state import Timekeeper
 
@@ -368,29 +368,55 @@ def vdso_clocksource_ok(vc: VdsoClock) -> bool:
     return True
 
 
-def vdso_calc_ns(vc: VdsoClock, cycles: int, base: int, variant: VdsoDelta) -> int:
-    """Nanoseconds (shifted base plus delta, shifted down), per x86 version.
+def vdso_calc_ns_checked(vc: VdsoClock, cycles: int, base: int, variant: VdsoDelta) -> tuple[int, int]:
+    """Nanoseconds (shifted base plus delta, shifted down), per x86 version,
+    and what a wrapping multiply cost: (ns, exact ns - ns), the second 0
+    unless ``delta * mult + base`` passed 2**64.
 
     * ``x86-5.3``: ``vdso_calc_delta()`` 5.3-6.4, then
       ``vdso_shift_ns(base + delta_ns, shift)`` in ``do_hres()``;
     * ``x86-6.5``: ``vdso_calc_delta()`` 6.5-6.9 (PeterZ's masking fix);
     * ``x86-6.10``: ``vdso_calc_ns()`` 6.10+ (Adrian Hunter's overflow
-      protection), which also folds in the shift.
+      protection), which also folds in the shift and never wraps.
     """
     last, mult, shift = vc.cycle_last, vc.mult, vc.shift
+    if variant == "x86-6.10":
+        delta = u64(cycles - last)
+        if delta > vc.max_cycles:
+            if delta & _BIT62:
+                return u64(base) >> shift, 0
+            return mul_u64_u32_add_u64_shr(delta & S64_MAX, mult, base, shift), 0
+        return u64(u64(delta * mult) + base) >> shift, 0
     if variant == "x86-5.3":
-        delta_ns = u64(u64(cycles - last) * mult) if cycles > last else 0
-        return u64(base + delta_ns) >> shift
-    if variant == "x86-6.5":
+        delta = cycles - last if cycles > last else 0
+    else:
         delta = u64(cycles - last) & S64_MAX
-        delta_ns = 0 if delta & _BIT62 else u64(delta * mult)
-        return u64(base + delta_ns) >> shift
-    delta = u64(cycles - last)
-    if delta > vc.max_cycles:
         if delta & _BIT62:
-            return u64(base) >> shift
-        return mul_u64_u32_add_u64_shr(delta & S64_MAX, mult, base, shift)
-    return u64(u64(delta * mult) + base) >> shift
+            delta = 0
+    # u64(base + u64(delta * mult)): both the product and the sum may wrap.
+    total = delta * mult + u64(base)
+    ns = u64(total) >> shift
+    return ns, (total >> shift) - ns
+
+
+def vdso_calc_ns(vc: VdsoClock, cycles: int, base: int, variant: VdsoDelta) -> int:
+    """The nanoseconds of :func:`vdso_calc_ns_checked`."""
+    return vdso_calc_ns_checked(vc, cycles, base, variant)[0]
+
+
+def vdso_clock_mode_for(clock: Clocksource) -> int:
+    """``cs->vdso_clock_mode`` of the x86 clocksources a guest uses.
+
+    ``tsc`` and ``tsc-early`` (arch/x86/kernel/tsc.c): TSC; ``kvm-clock``
+    (arch/x86/kernel/kvmclock.c): PVCLOCK, which the guest sets only when
+    the host offers ``PVCLOCK_TSC_STABLE_BIT``; every other clocksource
+    (hpet, acpi_pm, ...): NONE, so every vDSO read falls back to the syscall.
+    """
+    return {
+        "tsc": VDSO_CLOCKMODE_TSC,
+        "tsc-early": VDSO_CLOCKMODE_TSC,
+        "kvm-clock": VDSO_CLOCKMODE_PVCLOCK,
+    }.get(clock.name, VDSO_CLOCKMODE_NONE)
 
 
 # --- reader ----------------------------------------------------------------

@@ -20,19 +20,22 @@ def advise_record(trace: PauseTrace, anomalies: list[Anomaly]) -> dict[str, Any]
     setup = trace.setup
     reads = []
     for read in trace.reads:
-        for clock in CLOCKS:
-            reads.append(
-                {
-                    "when": read.label,
-                    "clock": clock,
-                    "reader": "kernel",
-                    "true_ns": read.true_ns,
-                    "value_ns": read.values[clock],
-                    "expected_ns": read.expected[clock],
-                    "error_ns": read.values[clock] - _true_value(trace, clock, read.true_ns),
-                    "reader_path": read.reader_path,
-                }
-            )
+        for reader, values in (("kernel", read.values), ("vdso", read.vdso)):
+            if values is None:
+                continue  # the vDSO falls back to the syscall: the kernel read is the one
+            for clock in CLOCKS:
+                reads.append(
+                    {
+                        "when": read.label,
+                        "clock": clock,
+                        "reader": reader,
+                        "true_ns": read.true_ns,
+                        "value_ns": values[clock],
+                        "expected_ns": read.expected[clock],
+                        "error_ns": values[clock] - _true_value(trace, clock, read.true_ns),
+                    }
+                    | ({"reader_path": read.reader_path} if reader == "kernel" else {})
+                )
     tick = trace.first_tick
     return {
         "profile": setup.profile.name,
@@ -40,11 +43,13 @@ def advise_record(trace: PauseTrace, anomalies: list[Anomaly]) -> dict[str, Any]
         "pause_ns": setup.pause_ns,
         "phase_ns": setup.phase_ns,
         "hz": setup.hz,
+        "vdso": "served" if trace.reads[0].vdso is not None else "falls back to the syscall",
         "reads": reads,
         "anomalies": [
             {
                 "id": a.id,
                 "clock": a.clock,
+                "reader": a.reader,
                 "magnitude_ns": a.magnitude_ns,
                 "first_read": a.first_read,
                 "detail": a.detail,
@@ -67,7 +72,14 @@ def render_advise(trace: PauseTrace, anomalies: list[Anomaly]) -> str:
         for clock in CLOCKS:
             err = read.values[clock] - _true_value(trace, clock, read.true_ns)
             rows.append(
-                [read.label, clock, format_seconds(read.values[clock]), format_seconds(err), read.reader_path]
+                [
+                    read.label,
+                    clock,
+                    format_seconds(read.values[clock]),
+                    format_seconds(err),
+                    _vdso_cell(read.vdso, read.values, clock),
+                    read.reader_path,
+                ]
             )
     lines = [
         f"{setup.profile.name}, {setup.clocksource.dmesg_line()}",
@@ -75,15 +87,20 @@ def render_advise(trace: PauseTrace, anomalies: list[Anomaly]) -> str:
         f"after the last tick (HZ={setup.hz}); the counter kept running",
         "",
         render_table(
-            ["read", "clock", "value", "error vs true time", "reader path"], rows, right_align=(2, 3)
+            ["read", "clock", "value (kernel)", "error vs true time", "vDSO", "reader path"],
+            rows,
+            right_align=(2, 3),
         ),
         "",
     ]
     if anomalies:
         lines.append(
             render_table(
-                ["anomaly", "clock", "magnitude", "first seen", "detail"],
-                [[a.id, a.clock, format_duration(a.magnitude_ns), a.first_read, a.detail] for a in anomalies],
+                ["anomaly", "clock", "reader", "magnitude", "first seen", "detail"],
+                [
+                    [a.id, a.clock, a.reader, format_duration(a.magnitude_ns), a.first_read, a.detail]
+                    for a in anomalies
+                ],
             )
         )
     else:
@@ -96,3 +113,12 @@ def render_advise(trace: PauseTrace, anomalies: list[Anomaly]) -> str:
             f"{tick.second_overflows} second_overflow() calls",
         ]
     return "\n".join(lines)
+
+
+def _vdso_cell(vdso: dict[str, int] | None, kernel: dict[str, int], clock: str) -> str:
+    """``same``, the vDSO's own value where it differs, or ``syscall`` (fallback)."""
+    if vdso is None:
+        return "syscall"
+    if vdso[clock] == kernel[clock]:
+        return "same"
+    return format_seconds(vdso[clock])

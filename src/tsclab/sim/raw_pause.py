@@ -16,6 +16,13 @@ The story ``tsclab advise`` tells, on one vCPU with a periodic tick:
 True time is an integer count of ns; the counter is
 ``floor(t * freq_hz / 1e9) mod 2**bits`` - no drift, no offset.  Every
 guest-side value comes from the kernel model.
+
+Each read is taken twice: through the kernel getters (the syscall) and
+through the vDSO, whose data page every timekeeper update rewrites.  Where
+the clocksource has no vDSO clock mode (HPET, ACPI PM) every vDSO read
+falls back to the syscall, so only the kernel values are kept.  kvm-clock
+is modelled on a 1 GHz TSC with the identity pvclock scale
+(``kvm_get_time_scale(1e9, 1e9)``), so its vDSO reads the same counter.
 """
 
 from __future__ import annotations
@@ -23,15 +30,38 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tsclab.arith import NSEC_PER_SEC
-from tsclab.clocksource import Clocksource
+from tsclab.clocksource import Clocksource, kvm_get_time_scale
 from tsclab.kernel.ntp import ADJ_MAXERROR, ADJ_STATUS, STA_PLL, STA_UNSYNC, NtpState, Timex
 from tsclab.kernel.profiles import KernelProfile
 from tsclab.kernel.readers import timekeeping_cycles_to_ns
 from tsclab.kernel.timekeeping import AdvanceStats, Timekeeping
 from tsclab.kernel.timespec import Timespec64
+from tsclab.kernel.vdso import (
+    CLOCK_BOOTTIME,
+    CLOCK_MONOTONIC,
+    CLOCK_MONOTONIC_RAW,
+    CLOCK_REALTIME,
+    CLOCK_TAI,
+    VDSO_CLOCKMODE_PVCLOCK,
+    PvclockVcpuTimeInfo,
+    VdsoData,
+    VdsoFallback,
+    arch_get_hw_counter,
+    update_vsyscall,
+    vdso_calc_ns_checked,
+    vdso_clock_gettime,
+    vdso_clock_mode_for,
+)
 
 DEFAULT_EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z
 CLOCKS = ("REALTIME", "MONOTONIC", "BOOTTIME", "MONOTONIC_RAW", "TAI")
+_VDSO_CLOCK_IDS = {
+    "REALTIME": CLOCK_REALTIME,
+    "MONOTONIC": CLOCK_MONOTONIC,
+    "BOOTTIME": CLOCK_BOOTTIME,
+    "MONOTONIC_RAW": CLOCK_MONOTONIC_RAW,
+    "TAI": CLOCK_TAI,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +89,8 @@ class Read:
     expected: dict[str, int]  # clock -> ns had nothing gone wrong (exact, unbounded arithmetic)
     reader_path: str  # the branch the MONOTONIC reader took (ReaderFlags.path)
     overflow_shortfall_ns: int  # exact minus wrapped MONOTONIC reading (0 unless it wrapped)
+    vdso: dict[str, int] | None  # clock -> ns through the vDSO; None: it falls back to the syscall
+    vdso_overflow_shortfall_ns: int  # the same as overflow_shortfall_ns, for the vDSO's MONOTONIC
 
 
 @dataclass(slots=True)
@@ -89,6 +121,38 @@ class _Counter:
         return self.unwrapped(self.true_ns) & self.mask
 
 
+class _Vdso:
+    """The guest's vDSO data page, kept current by the timekeeper's updates."""
+
+    def __init__(self, tkg: Timekeeping, counter: _Counter) -> None:
+        self.profile = tkg.profile
+        self.counter = counter
+        self.mode = vdso_clock_mode_for(tkg.tk.tkr_mono.clock)
+        self.data = VdsoData()
+        if self.mode == VDSO_CLOCKMODE_PVCLOCK:
+            scale = kvm_get_time_scale(NSEC_PER_SEC, NSEC_PER_SEC)
+            self.data.pvclock_page = PvclockVcpuTimeInfo(
+                tsc_to_system_mul=scale.tsc_to_system_mul, tsc_shift=scale.tsc_shift
+            )
+        update_vsyscall(tkg.tk, self.data, self.mode, self.profile)
+        tkg.update_hooks.append(lambda tk, _action: update_vsyscall(tk, self.data, self.mode, self.profile))
+
+    def read(self) -> tuple[dict[str, int], int] | None:
+        """Every clock through the vDSO and the MONOTONIC wrap loss; None on fallback."""
+        values: dict[str, int] = {}
+        for name, clock_id in _VDSO_CLOCK_IDS.items():
+            result = vdso_clock_gettime(self.data, clock_id, self.counter.read, self.profile)
+            if isinstance(result, VdsoFallback):
+                return None
+            values[name] = result.sec * NSEC_PER_SEC + result.nsec
+        hres = self.data.hres
+        cycles = arch_get_hw_counter(self.data, self.mode, self.counter.read, self.profile.vdso_delta)
+        _, loss = vdso_calc_ns_checked(
+            hres, cycles, hres.basetime[CLOCK_MONOTONIC][1], self.profile.vdso_delta
+        )
+        return values, loss
+
+
 def run_raw_pause(setup: PauseSetup) -> PauseTrace:
     """Run the story above; return every read and the writer's work."""
     cs = setup.clocksource
@@ -102,6 +166,7 @@ def run_raw_pause(setup: PauseSetup) -> PauseTrace:
         hz=setup.hz,
         realtime=Timespec64(setup.epoch_s, 0),
     )
+    vdso = _Vdso(tkg, counter)
     tick_ns = NSEC_PER_SEC // setup.hz
     trace = PauseTrace(setup=setup)
 
@@ -119,17 +184,17 @@ def run_raw_pause(setup: PauseSetup) -> PauseTrace:
 
     # The read just before the pause fixes the reference for "expected".
     counter.true_ns = last_tick + setup.phase_ns
-    before = _read(tkg, "before-pause", counter, None)
+    before = _read(tkg, vdso, "before-pause", counter, None)
     trace.reads.append(before)
     trace.maxerror_before_us = ntp.time_maxerror
 
     # The pause: the counter runs on, the guest does nothing.
     counter.true_ns += setup.pause_ns
-    trace.reads.append(_read(tkg, "after-resume", counter, before))
+    trace.reads.append(_read(tkg, vdso, "after-resume", counter, before))
     trace.first_tick = tkg.update_wall_time()
     trace.maxerror_after_us = ntp.time_maxerror
     trace.unsync_after = bool(ntp.time_status & STA_UNSYNC)
-    trace.reads.append(_read(tkg, "after-first-tick", counter, before))
+    trace.reads.append(_read(tkg, vdso, "after-first-tick", counter, before))
 
     # Back on the tick grid: read just before each tick, then tick.
     resume = counter.true_ns
@@ -140,15 +205,15 @@ def run_raw_pause(setup: PauseSetup) -> PauseTrace:
     next_tick = (resume // tick_ns + 1) * tick_ns
     while next_tick <= horizon:
         counter.true_ns = next_tick
-        trace.steady_reads.append(_read(tkg, "tick", counter, before))
+        trace.steady_reads.append(_read(tkg, vdso, "tick", counter, before))
         tkg.update_wall_time()
         next_tick += tick_ns
     counter.true_ns = horizon
-    trace.reads.append(_read(tkg, "steady", counter, before))
+    trace.reads.append(_read(tkg, vdso, "steady", counter, before))
     return trace
 
 
-def _read(tkg: Timekeeping, label: str, counter: _Counter, ref: Read | None) -> Read:
+def _read(tkg: Timekeeping, vdso: _Vdso, label: str, counter: _Counter, ref: Read | None) -> Read:
     values = {
         "REALTIME": tkg.ktime_get_real(),
         "MONOTONIC": tkg.ktime_get(),
@@ -171,4 +236,8 @@ def _read(tkg: Timekeeping, label: str, counter: _Counter, ref: Read | None) -> 
         expected = {name: ref.values[name] + (raw if name == "MONOTONIC_RAW" else steered) for name in values}
     # The branch the MONOTONIC reader took for this counter value.
     _, flags = timekeeping_cycles_to_ns(tkg.tk.tkr_mono, now & counter.mask, tkg.profile)
-    return Read(label, counter.true_ns, now, values, expected, flags.path, flags.wrap_loss_ns)
+    vdso_read = vdso.read()
+    vdso_values, vdso_loss = vdso_read if vdso_read is not None else (None, 0)
+    return Read(
+        label, counter.true_ns, now, values, expected, flags.path, flags.wrap_loss_ns, vdso_values, vdso_loss
+    )
