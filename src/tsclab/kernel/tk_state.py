@@ -11,8 +11,7 @@ for both.
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tsclab.kernel.readers import TkReadBase
 from tsclab.kernel.timespec import ZERO, Timespec64
@@ -51,8 +50,12 @@ class Timekeeper:
     overflow_seen: bool = False
 
     def copy(self) -> Timekeeper:
-        """A deep copy: the ``memcpy`` from shadow to live (or back)."""
-        return copy.deepcopy(self)
+        """An independent copy: the ``memcpy`` from shadow to live (or back).
+
+        Every field but the two ``tk_read_base`` records is immutable (ints,
+        bools, frozen Timespec64), so only those two need copying.
+        """
+        return replace(self, tkr_mono=self.tkr_mono.copy(), tkr_raw=self.tkr_raw.copy())
 
 
 @dataclass(slots=True)
