@@ -10,7 +10,7 @@ from tsclab.arith import NSEC_PER_SEC
 from tsclab.clocksource import Clocksource, register
 from tsclab.kernel.ntp import ADJ_FREQUENCY, ADJ_STATUS, STA_INS, STA_PLL, NtpState, Timex
 from tsclab.kernel.profiles import PROFILES, get_profile
-from tsclab.kernel.timekeeping import Timekeeping
+from tsclab.kernel.timekeeping import AdvanceStats, Timekeeping, WriteStep
 from tsclab.kernel.timespec import Timespec64
 
 TSC_2_5 = register("tsc", 64, freq_khz=2_500_000)
@@ -181,3 +181,32 @@ def test_forward_now_before_6_10_wraps_and_after_is_chunked() -> None:
         mono = g.tkg.ktime_get()
         wrapped = mono < 1000 * NSEC_PER_SEC
         assert wrapped == expect_wrap, profile
+
+
+def test_write_section_steps_and_a_reader_that_straddles_them() -> None:
+    g = Guest(TSC_2_5)
+    g.tick_until(NSEC_PER_SEC)
+    tkd = g.tkg.tkd
+    g.t += 10_000_000  # two and a half ticks pending
+    old_cycle_last = g.tkg.tk.tkr_mono.cycle_last
+
+    # A reader takes the seq before the writer starts...
+    start = tkd.read_seqcount_begin()
+    assert start is not None
+    steps = g.tkg.advance_steps()
+    assert next(steps) is WriteStep.SHADOW_UPDATED
+    # ...the shadow has moved on, the live timekeeper has not, seq is even.
+    assert tkd.shadow.tkr_mono.cycle_last > old_cycle_last
+    assert g.tkg.tk.tkr_mono.cycle_last == old_cycle_last
+    assert not tkd.read_seqcount_retry(start)
+    assert next(steps) is WriteStep.SEQ_ODD
+    assert tkd.read_seqcount_begin() is None  # new readers must wait
+    assert next(steps) is WriteStep.PUBLISHED
+    assert g.tkg.tk.tkr_mono.cycle_last == tkd.shadow.tkr_mono.cycle_last
+    assert next(steps) is WriteStep.SEQ_EVEN
+    stats = next(steps)
+    assert isinstance(stats, AdvanceStats)
+    assert stats.accumulations >= 2
+    # The straddling reader sees the seq moved and retries.
+    assert tkd.read_seqcount_retry(start)
+    assert tkd.read_seqcount_begin() == start + 2

@@ -11,7 +11,7 @@ for both.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from tsclab.kernel.readers import TkReadBase
 from tsclab.kernel.timespec import ZERO, Timespec64
@@ -71,4 +71,14 @@ class TkData:
     shadow: Timekeeper
     seq: int = 0
     suspended: bool = False
-    history: list[str] = field(default_factory=list)
+
+    def read_seqcount_begin(self) -> int | None:
+        """One look at ``tk_core.seq``: the value if even, None while a writer is inside.
+
+        The kernel spins until it is even; a simulator decides what runs meanwhile.
+        """
+        return None if self.seq & 1 else self.seq
+
+    def read_seqcount_retry(self, start: int) -> bool:
+        """``read_seqcount_retry()``: true if a writer published since ``start``."""
+        return self.seq != start
