@@ -55,6 +55,8 @@ def test_advise_text_and_determinism(capsys: pytest.CaptureFixture[str]) -> None
         (["--kernel", "linux-6.1", "--pause", "5"], "unit"),
         (["--kernel", "linux-6.1", "--pause", "1s", "--phase", "1s"], "shorter than one tick"),
         (["--kernel", "linux-6.1", "--pause", "1s", "--hz-tick", "0"], "positive"),
+        (["--kernel", "linux-6.1", "--pause", "1s", "--hz-tick", "3000000000"], "tick rate"),
+        (["--kernel", "linux-6.1", "--pause", "101d"], "at most 100d"),
         (["--kernel", "linux-6.1"], "--pause"),
         (["--kernel", "linux-6.1", "--pause", "1s", "--hz", "1000"], "exactly one of --khz or --hz"),
     ],

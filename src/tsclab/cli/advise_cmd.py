@@ -10,7 +10,7 @@ from tsclab.check.pause_anomalies import find_anomalies
 from tsclab.cli.params import counter_bits, duration, frequency, positive_int, register_from_options
 from tsclab.kernel.profiles import UnknownProfileError, get_profile
 from tsclab.report.advise import advise_record, render_advise
-from tsclab.sim.raw_pause import PauseSetup, run_raw_pause
+from tsclab.sim.raw_pause import HZ_RANGE, MAX_PAUSE_NS, PauseSetup, run_raw_pause
 
 
 @click.command("advise")
@@ -52,6 +52,17 @@ def advise_command(
     except UnknownProfileError as err:
         raise click.BadParameter(str(err), param_hint="'--kernel'") from None
     cs = register_from_options(name, bits, khz, hz)
+    if not HZ_RANGE[0] <= hz_tick <= HZ_RANGE[1]:
+        raise click.BadParameter(
+            f"expected a tick rate of {HZ_RANGE[0]}..{HZ_RANGE[1]} Hz, got {hz_tick}",
+            param_hint="'--hz-tick'",
+        )
+    if pause > MAX_PAUSE_NS:
+        raise click.BadParameter(
+            f"expected a pause of at most 100d (the first tick after it runs second_overflow() once per "
+            f"paused second), got {pause} ns",
+            param_hint="'--pause'",
+        )
     tick_ns = 1_000_000_000 // hz_tick
     if phase is None:
         phase = tick_ns // 2

@@ -54,6 +54,13 @@ from tsclab.kernel.vdso import (
 )
 
 DEFAULT_EPOCH_S = 1_767_225_600  # 2026-01-01T00:00:00Z
+# The first tick after resume runs second_overflow() once per paused second,
+# as the kernel does; past 100 days that is more than 8.6 million calls
+# (about 15 s here), so longer pauses are refused rather than left to hang.
+MAX_PAUSE_NS = 100 * 86_400 * NSEC_PER_SEC
+# CONFIG_HZ on x86 is 100, 250, 300 or 1000; other values in this range
+# still give a whole-ns NTP interval and a tractable warm-up.
+HZ_RANGE = (10, 10_000)
 CLOCKS = ("REALTIME", "MONOTONIC", "BOOTTIME", "MONOTONIC_RAW", "TAI")
 _VDSO_CLOCK_IDS = {
     "REALTIME": CLOCK_REALTIME,
