@@ -25,11 +25,10 @@ seconds per row.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+from timing import best_of
 
 from tsclab.arith import NSEC_PER_SEC
 from tsclab.clocksource import register
@@ -60,15 +59,6 @@ def make_cycles(tkr: TkReadBase, n: int, mix: str, rng: np.random.Generator) -> 
         deltas = np.minimum(np.exp2(exponents), float(2**64 - 2048)).astype(np.uint64)
     cycles: npt.NDArray[np.uint64] = deltas + np.uint64(tkr.cycle_last)
     return cycles
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def check_agreement(tkr: TkReadBase, cycles: npt.NDArray[np.uint64], profile: KernelProfile) -> None:

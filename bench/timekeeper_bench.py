@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+
+from timing import best_of
 
 from tsclab.arith import NSEC_PER_SEC
 from tsclab.clocksource import register
@@ -42,15 +43,6 @@ class Guest:
 
     def counter(self) -> int:
         return self.t * TSC.freq_hz // NSEC_PER_SEC
-
-
-def best_of(repeat: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def ticks_per_second(profile: str, ticks: int, repeat: int) -> tuple[float, float]:
