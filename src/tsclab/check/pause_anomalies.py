@@ -24,7 +24,6 @@ IDs (stable; other tools match on them):
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -48,7 +47,7 @@ class Anomaly:
     reader: str = "kernel"  # "kernel" (the syscall getters) or "vdso"
 
 
-Values = Callable[[Read], dict[str, int]]
+Values = list[dict[str, int]]  # one reader's values, aligned with the reads
 ORDER = ("time-backwards", "overflow-garbage", "wrap-loss", "time-frozen", "ntp-maxerror")
 READERS = ("kernel", "vdso")
 
@@ -61,8 +60,8 @@ def find_anomalies(trace: PauseTrace) -> list[Anomaly]:
     """
     reads: list[Read] = [*trace.reads[:3], *trace.steady_reads, trace.reads[-1]]
     found: list[Anomaly] = []
+    after_resume = trace.reads[1]
     for reader, values in _readers(reads):
-        after_resume = trace.reads[1]
         shortfall = (
             after_resume.overflow_shortfall_ns
             if reader == "kernel"
@@ -72,7 +71,7 @@ def find_anomalies(trace: PauseTrace) -> list[Anomaly]:
             found.extend(_backwards(clock, reads, values, reader))
             found.extend(_frozen(clock, reads, values, reader))
             found.extend(_garbage(clock, after_resume, shortfall, reader))
-            found.extend(_loss(clock, trace.reads[-1], values, reader))
+            found.extend(_loss(clock, trace.reads[-1], values[-1], reader))
     growth = (trace.maxerror_after_us - trace.maxerror_before_us) * NSEC_PER_USEC
     if growth > 0:
         state = "STA_UNSYNC set" if trace.unsync_after else "still synchronised"
@@ -81,22 +80,18 @@ def find_anomalies(trace: PauseTrace) -> list[Anomaly]:
 
 
 def _readers(reads: list[Read]) -> list[tuple[str, Values]]:
-    def kernel(read: Read) -> dict[str, int]:
-        return read.values
-
-    def vdso(read: Read) -> dict[str, int]:
-        assert read.vdso is not None  # only offered when every read has vDSO values
-        return read.vdso
-
-    if all(read.vdso is not None for read in reads):
-        return [("kernel", kernel), ("vdso", vdso)]
-    return [("kernel", kernel)]
+    """Each reader's series: the kernel's always, the vDSO's where it served every read."""
+    series = [("kernel", [read.values for read in reads])]
+    vdso = [read.vdso for read in reads if read.vdso is not None]
+    if len(vdso) == len(reads):
+        series.append(("vdso", vdso))
+    return series
 
 
 def _backwards(clock: str, reads: list[Read], values: Values, reader: str) -> list[Anomaly]:
     worst: Anomaly | None = None
-    for prev, cur in pairwise(reads):
-        step = values(prev)[clock] - values(cur)[clock]
+    for (prev, before), (cur, after) in pairwise(zip(reads, values, strict=True)):
+        step = before[clock] - after[clock]
         if step > 0 and (worst is None or step > worst.magnitude_ns):
             detail = f"{prev.label} -> {cur.label} (t={cur.true_ns} ns)"
             worst = Anomaly("time-backwards", clock, step, cur.label, detail, reader)
@@ -106,8 +101,8 @@ def _backwards(clock: str, reads: list[Read], values: Values, reader: str) -> li
 def _frozen(clock: str, reads: list[Read], values: Values, reader: str) -> list[Anomaly]:
     stuck_ns = 0
     first = ""
-    for prev, cur in pairwise(reads[1:]):
-        if values(cur)[clock] == values(prev)[clock] and cur.true_ns > prev.true_ns:
+    for (prev, before), (cur, after) in pairwise(zip(reads[1:], values[1:], strict=True)):
+        if after[clock] == before[clock] and cur.true_ns > prev.true_ns:
             stuck_ns += cur.true_ns - prev.true_ns
             first = first or prev.label
     if stuck_ns == 0:
@@ -122,8 +117,8 @@ def _garbage(clock: str, after_resume: Read, shortfall: int, reader: str) -> lis
     return [Anomaly("overflow-garbage", clock, shortfall, after_resume.label, detail, reader)]
 
 
-def _loss(clock: str, steady: Read, values: Values, reader: str) -> list[Anomaly]:
-    lost = steady.expected[clock] - values(steady)[clock]
+def _loss(clock: str, steady: Read, steady_values: dict[str, int], reader: str) -> list[Anomaly]:
+    lost = steady.expected[clock] - steady_values[clock]
     if lost < LOSS_THRESHOLD_NS:
         return []
     detail = "behind unbounded arithmetic in steady state"
