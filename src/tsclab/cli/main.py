@@ -15,6 +15,7 @@ from tsclab import __version__
 from tsclab.cli.advise_cmd import advise_command
 from tsclab.cli.clocksource_cmd import clocksource_command
 from tsclab.cli.demo_cmd import demo_command
+from tsclab.cli.guest_cmd import guest_group
 from tsclab.cli.profiles_cmd import profiles_command
 
 EXIT_OK = 0
@@ -32,6 +33,7 @@ cli.add_command(clocksource_command)
 cli.add_command(demo_command)
 cli.add_command(advise_command)
 cli.add_command(profiles_command)
+cli.add_command(guest_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

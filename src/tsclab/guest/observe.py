@@ -1,0 +1,133 @@
+"""What a real guest showed across one pause, per vCPU, in integer ns.
+
+The guest's TSC is the reference: under TCG it follows the host's clock
+and runs on through a SIGSTOP, and QEMU stops it with the vCPUs on a QMP
+``stop`` - so it says how much time the guest's hardware saw pass.  Its
+rate is fitted from the samples taken before the pause (TSC cycles over
+MONOTONIC_RAW ns, both read together), and cycles become ns with exact
+integer arithmetic.
+
+Per vCPU:
+
+* the **pause step**: the two consecutive reads with the largest TSC step
+  after the pause began; each clock's step between them is its jump;
+* **backwards**: the largest step back of each clock after the pause;
+* **frozen**: the time MONOTONIC returned one value, summed over the
+  probe's ``F`` lines after the pause;
+* **lost**: from the last sample before the pause to the last sample of
+  the run, how far each clock fell behind the TSC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tsclab.guest.machine import PauseRecord
+from tsclab.guest.trace import CLOCKS, KernelMessage, ProbeLog, Sample, Step
+
+
+class ObservationError(Exception):
+    """The run did not record enough to judge it (e.g. no samples before the pause)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TscRate:
+    """Cycles per ns as an exact ratio, fitted over one vCPU's samples."""
+
+    cycles: int
+    ns: int
+
+    def to_ns(self, cycles: int) -> int:
+        return cycles * self.ns // self.cycles
+
+    @property
+    def khz(self) -> int:
+        return self.cycles * 1_000_000 // self.ns
+
+
+@dataclass(frozen=True, slots=True)
+class CpuObservation:
+    cpu: int
+    pause_step: Step | None  # None: no read pair spans a TSC step over the probe's threshold
+    tsc_step_ns: int  # the pause step's TSC step in ns (0 without one)
+    jump_ns: dict[str, int]  # clock step across the pause (0 without a pause step)
+    backwards_ns: dict[str, int]  # the largest step back after the pause (0: none)
+    frozen_ns: int  # MONOTONIC stuck after the pause, in TSC time
+    lost_ns: dict[str, int]  # TSC time minus clock time, over the window
+    window_ns: int  # the window's TSC time
+
+
+@dataclass
+class Observation:
+    pause: PauseRecord
+    clocksource: str
+    cpu_flags: frozenset[str]
+    rate: TscRate
+    jump_threshold_ns: int
+    cpus: list[CpuObservation] = field(default_factory=list)
+    messages: list[KernelMessage] = field(default_factory=list)  # printed after the pause began
+    boot_messages: list[KernelMessage] = field(default_factory=list)  # printed before it
+    quiet_during_pause: bool = True  # the probe wrote nothing while the guest was stopped
+
+
+def fit_tsc_rate(samples: list[Sample]) -> TscRate:
+    """The TSC rate from the first and last of ``samples`` (one vCPU, no pause between)."""
+    if len(samples) < 2:
+        raise ObservationError("fewer than two probe samples before the pause: the guest ran too briefly")
+    first, last = samples[0].reading, samples[-1].reading
+    cycles = last.tsc - first.tsc
+    ns = last.clocks["MONOTONIC_RAW"] - first.clocks["MONOTONIC_RAW"]
+    if cycles <= 0 or ns <= 0:
+        raise ObservationError("probe samples before the pause do not advance")
+    return TscRate(cycles, ns)
+
+
+def observe(log: ProbeLog, messages: list[KernelMessage], pause: PauseRecord) -> Observation:
+    """Reduce the logs of one paused run to an :class:`Observation`."""
+    before = [s for s in log.samples if s.offset < pause.probe_offset]
+    cpu0 = [s for s in before if s.cpu == 0]
+    # Skip the first second of samples: the readers start while boot work still runs.
+    rate = fit_tsc_rate(cpu0[len(cpu0) // 4 :] if len(cpu0) > 8 else cpu0)
+    observation = Observation(
+        pause=pause,
+        clocksource=log.current_clocksource,
+        cpu_flags=log.cpu_flags,
+        rate=rate,
+        jump_threshold_ns=log.jump_ns,
+        messages=[m for m in messages if m.offset >= pause.console_offset],
+        boot_messages=[m for m in messages if m.offset < pause.console_offset],
+        quiet_during_pause=pause.probe_offset_cont == pause.probe_offset,
+    )
+    for cpu in range(log.ncpus):
+        observation.cpus.append(_observe_cpu(log, cpu, pause.probe_offset, rate))
+    return observation
+
+
+def _observe_cpu(log: ProbeLog, cpu: int, offset: int, rate: TscRate) -> CpuObservation:
+    samples_before = [s for s in log.samples if s.cpu == cpu and s.offset < offset]
+    samples_after = [s for s in log.samples if s.cpu == cpu and s.offset >= offset]
+    if not samples_before or not samples_after:
+        raise ObservationError(f"vCPU {cpu}: no probe samples on one side of the pause")
+    steps = [s for s in log.steps if s.cpu == cpu and s.offset >= offset]
+    pause_step = max(steps, key=lambda s: s.tsc_cycles, default=None)
+    if pause_step is not None and pause_step.tsc_cycles <= rate.cycles * log.jump_ns // rate.ns:
+        pause_step = None  # only ordinary jitter stepped: no pause visible in the TSC
+    jump = {c: pause_step.clock_step(c) if pause_step else 0 for c in CLOCKS}
+    backwards = {c: max((-s.clock_step(c) for s in steps), default=0) for c in CLOCKS}
+    backwards = {c: max(v, 0) for c, v in backwards.items()}
+    frozen = sum(
+        rate.to_ns(f.tsc_last - f.tsc_first) for f in log.frozen if f.cpu == cpu and f.offset >= offset
+    )
+    start, end = samples_before[-1].reading, samples_after[-1].reading
+    window = rate.to_ns(end.tsc - start.tsc)
+    lost = {c: window - (end.clocks[c] - start.clocks[c]) for c in CLOCKS}
+    return CpuObservation(
+        cpu,
+        pause_step,
+        rate.to_ns(pause_step.tsc_cycles) if pause_step else 0,
+        jump,
+        backwards,
+        frozen,
+        lost,
+        window,
+    )

@@ -1,0 +1,160 @@
+"""What the model says a real guest will show across one pause.
+
+The guest kernel is run through :func:`tsclab.sim.raw_pause.run_raw_pause`
+with the clocksource registered exactly as the guest registered it, the
+kernel profile of the guest's version, HZ from its config, and the pause
+the guest's hardware saw (the TSC step across it; zero when QEMU hid it).
+What the model cannot know - where in its tick the guest was stopped, and
+whether a reader ran before or after the overdue tick - is covered by
+running every phase edge and taking both reads: each prediction is a band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tsclab.check.pause_anomalies import find_anomalies
+from tsclab.clocksource import Clocksource, register
+from tsclab.clocksource.counters import ACPI_PM_HZ, HPET_QEMU_PERIOD_FS, hpet_freq_from_period
+from tsclab.guest.trace import CLOCKS
+from tsclab.kernel.lockup_rules import (
+    Verdict,
+    long_readout_after_gap,
+    softlockup_after_gap,
+    watchdog_delta_ns,
+)
+from tsclab.kernel.profiles import KernelProfile
+from tsclab.sim.raw_pause import PauseSetup, PauseTrace, run_raw_pause
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    """An inclusive range of ns the model allows."""
+
+    low: int
+    high: int
+
+    @classmethod
+    def of(cls, values: list[int]) -> Band:
+        return cls(min(values), max(values))
+
+
+@dataclass(frozen=True, slots=True)
+class GuestFacts:
+    """What the guest's boot says about itself, as the predictions need it."""
+
+    clocksource: str
+    tsc_khz: int
+    hz: int
+    vcpus: int
+    sched_clock_stable: bool
+    tsc_watched: bool  # the TSC is on the clocksource watchdog's list
+
+
+@dataclass
+class Prediction:
+    guest_pause_ns: int
+    clocksource: Clocksource
+    jump: dict[str, Band] = field(default_factory=dict)
+    backwards: dict[str, Band] = field(default_factory=dict)
+    frozen: Band = field(default_factory=lambda: Band(0, 0))
+    lost: dict[str, Band] = field(default_factory=dict)
+    overflow: Band = field(
+        default_factory=lambda: Band(0, 0)
+    )  # the 64-bit delta*mult wrap's shortfall on MONOTONIC
+    softlockup: Verdict = field(default_factory=lambda: Verdict("no"))
+    long_readout: Verdict = field(default_factory=lambda: Verdict("no"))
+    long_readout_wd: Band | None = None  # the watchdog's (HPET's) own wrapped reading of the interval
+    clocksource_unstable: Verdict = field(default_factory=lambda: Verdict("no"))
+
+
+def guest_clocksource(facts: GuestFacts) -> Clocksource:
+    """The clocksource as the guest's driver registered it."""
+    if facts.clocksource == "tsc":
+        return register("tsc", 64, freq_khz=facts.tsc_khz)
+    if facts.clocksource == "hpet":
+        return register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+    if facts.clocksource == "acpi_pm":
+        return register("acpi_pm", 24, freq_hz=ACPI_PM_HZ)
+    raise ValueError(f"no model of the guest clocksource {facts.clocksource!r}")
+
+
+def predict(facts: GuestFacts, profile: KernelProfile, guest_pause_ns: int) -> Prediction:
+    """The bands and verdicts for a pause of ``guest_pause_ns`` as the guest's counters saw it."""
+    cs = guest_clocksource(facts)
+    tick_ns = 1_000_000_000 // facts.hz
+    traces = [
+        run_raw_pause(
+            PauseSetup(clocksource=cs, profile=profile, pause_ns=guest_pause_ns, phase_ns=phase, hz=facts.hz)
+        )
+        for phase in (0, tick_ns // 2, tick_ns - 1)
+    ]
+    prediction = Prediction(guest_pause_ns, cs)
+    for clock in CLOCKS:
+        prediction.jump[clock] = Band.of([j for t in traces for j in _jumps(t, clock)])
+        prediction.backwards[clock] = Band.of([_anomaly(t, "time-backwards", clock) for t in traces])
+        prediction.lost[clock] = Band.of([_lost(t, clock) for t in traces])
+    prediction.frozen = Band.of([_anomaly(t, "time-frozen", "MONOTONIC") for t in traces])
+    prediction.overflow = Band.of([_anomaly(t, "overflow-garbage", "MONOTONIC") for t in traces])
+    _predict_messages(prediction, facts)
+    return prediction
+
+
+def _reader_values(trace: PauseTrace, index: int) -> dict[str, int]:
+    # User space reads through the vDSO where the clocksource has a vDSO mode.
+    read = trace.reads[index]
+    return read.vdso if read.vdso is not None else read.values
+
+
+def _jumps(trace: PauseTrace, clock: str) -> list[int]:
+    """The step from the last read before the pause to the first after, before or after the tick."""
+    before = _reader_values(trace, 0)[clock]
+    return [_reader_values(trace, 1)[clock] - before, _reader_values(trace, 2)[clock] - before]
+
+
+def _anomaly(trace: PauseTrace, anomaly_id: str, clock: str) -> int:
+    reader = "vdso" if trace.reads[0].vdso is not None else "kernel"
+    return max(
+        (
+            a.magnitude_ns
+            for a in find_anomalies(trace)
+            if a.id == anomaly_id and a.clock == clock and a.reader == reader
+        ),
+        default=0,
+    )
+
+
+def _lost(trace: PauseTrace, clock: str) -> int:
+    steady = trace.reads[-1]
+    return steady.expected[clock] - steady.values[clock]
+
+
+def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
+    # local_clock() runs on the TSC when sched_clock is stable: it sees the
+    # pause and the freeze after it whatever timekeeping does.  Unstable, it
+    # is held within a tick of ktime, which jumps by MONOTONIC's jump.
+    freeze = prediction.frozen.high
+    if facts.sched_clock_stable:
+        gap_low, gap_high = prediction.guest_pause_ns, prediction.guest_pause_ns + freeze
+    else:
+        gap_low, gap_high = prediction.jump["MONOTONIC"].low, prediction.jump["MONOTONIC"].high
+    prediction.softlockup = _merge(softlockup_after_gap(gap_low), softlockup_after_gap(gap_high))
+    if facts.tsc_watched:
+        # The watchdog timer is a jiffies timer: it runs when time moves again.
+        watched_gap = prediction.guest_pause_ns
+        low = long_readout_after_gap(watched_gap)
+        high = long_readout_after_gap(watched_gap + freeze)
+        prediction.long_readout = _merge(low, high)
+        if prediction.long_readout.state != "no":
+            hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+            ends = [watchdog_delta_ns(v, hpet.freq_hz, hpet.bits) for v in (low.low, high.high)]
+            # The interval may straddle a wrap of the watchdog's counter.
+            prediction.long_readout_wd = Band.of(ends) if ends[0] <= ends[1] else None
+    # Either the interval is short and nothing skewed, or it is long and skipped.
+    prediction.clocksource_unstable = Verdict("no")
+
+
+def _merge(a: Verdict, b: Verdict) -> Verdict:
+    if a.state == b.state:
+        return Verdict(a.state, min(a.low, b.low), max(a.high, b.high))
+    return Verdict("maybe", min(a.low, b.low), max(a.high, b.high))

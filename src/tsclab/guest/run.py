@@ -1,0 +1,167 @@
+"""Run one real-guest case end to end: boot, pause, observe, predict, compare.
+
+"Predict, then look": before the pause the model is run on the pause
+asked for, which fixes how long to watch afterwards (any freeze it
+predicts, plus time to settle); after it, the model is run again on the
+pause the guest's own TSC saw, and that prediction is what the
+observation is held to.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tsclab.guest.assets import GuestAssets
+from tsclab.guest.cases import GuestCase
+from tsclab.guest.compare import SAMPLE_TOL_NS, Row, compare
+from tsclab.guest.machine import GuestMachine, MachineConfig, RunFiles, qemu_command
+from tsclab.guest.observe import Observation, observe
+from tsclab.guest.predict import GuestFacts, Prediction, predict
+from tsclab.guest.trace import KernelMessage, parse_console_log, parse_probe_log
+from tsclab.kernel.lockup_rules import softlockup_sample_period_ns
+from tsclab.kernel.profiles import get_profile
+
+SETTLE_S = 3.0  # samples before the pause: the TSC rate is fitted over them
+AFTER_S = 3.0  # running time after the pause (and after any predicted freeze)
+BOOT_TIMEOUT_S = 120.0
+# A guest-visible pause is judged against the host's stop-to-continue time
+# within this: QEMU's threads stop and restart within it.
+HOST_PAUSE_TOL_NS = 5_000_000
+
+
+@dataclass
+class CaseResult:
+    case: GuestCase
+    workdir: Path
+    facts: GuestFacts
+    observation: Observation
+    prediction: Prediction
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+
+def kernel_hz(config: Path) -> int:
+    """CONFIG_HZ from the guest kernel's config file."""
+    match = re.search(r"^CONFIG_HZ=(\d+)$", config.read_text(), re.MULTILINE)
+    if match is None:
+        raise ValueError(f"{config}: no CONFIG_HZ line")
+    return int(match[1])
+
+
+def guest_facts(
+    observation_log_clocksource: str,
+    vcpus: int,
+    hz: int,
+    tsc_reliable: bool,
+    flags: frozenset[str],
+    boot: list[KernelMessage],
+    fallback_khz: int,
+) -> GuestFacts:
+    refined = next((m for m in boot if m.kind == "tsc-refined"), None)
+    tsc_khz = int(refined.fields["mhz"]) * 1000 + int(refined.fields["khz"]) if refined else fallback_khz
+    tsc_unstable = any(m.kind == "tsc-unstable" for m in boot)
+    # 5.17+: a TSC with these features is trusted without a watchdog.
+    qualified = {"constant_tsc", "nonstop_tsc", "tsc_adjust"} <= flags
+    return GuestFacts(
+        clocksource=observation_log_clocksource,
+        tsc_khz=tsc_khz,
+        hz=hz,
+        vcpus=vcpus,
+        sched_clock_stable=any(m.kind == "sched-clock-stable" for m in boot),
+        tsc_watched=not (tsc_reliable or tsc_unstable or qualified),
+    )
+
+
+def run_case(
+    case: GuestCase,
+    assets: GuestAssets,
+    workdir: Path,
+    *,
+    accel: str = "tcg",
+    qemu: str = "qemu-system-x86_64",
+    progress: Callable[[str], None] = lambda _m: None,
+) -> CaseResult:
+    """Boot the guest for ``case``, pause it, and compare; raises GuestError if it cannot run."""
+    profile = get_profile(assets.profile_name())
+    hz = kernel_hz(assets.kernel_config)
+    config = MachineConfig(
+        clocksource=case.clocksource, vcpus=case.vcpus, tsc_reliable=case.tsc_reliable, accel=accel
+    )
+    files = RunFiles(workdir)
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    command = qemu_command(qemu, assets.kernel, assets.initramfs, config, files)
+    with GuestMachine(command, files, case.vcpus) as machine:
+        progress(f"{case.name}: booting ({accel}, {case.vcpus} vCPU, clocksource={case.clocksource})")
+        machine.wait_ready(BOOT_TIMEOUT_S)
+        machine.run_for(SETTLE_S)
+        early = parse_probe_log(files.probe)
+        boot = parse_console_log(files.console)
+        facts = guest_facts(
+            early.current_clocksource,
+            case.vcpus,
+            hz,
+            case.tsc_reliable,
+            early.cpu_flags,
+            boot,
+            fallback_khz=max(early.tsc_per_ms.values(), default=1),
+        )
+        first = predict(facts, profile, case.pause_ns if case.mode == "sigstop" else 0)
+        watch_ns = first.frozen.high + int(AFTER_S * 1e9)
+        if first.softlockup.state != "no":
+            watch_ns += softlockup_sample_period_ns()
+        progress(
+            f"{case.name}: pausing {case.pause_ns / 1e9:g} s ({case.mode}), "
+            f"then watching {watch_ns / 1e9:.1f} s"
+        )
+        record = machine.pause(case.mode, case.pause_ns)
+        machine.run_for(watch_ns / 1e9)
+    log = parse_probe_log(files.probe)
+    messages = parse_console_log(files.console)
+    observation = observe(log, messages, record)
+    guest_pause = observation.cpus[0].tsc_step_ns
+    prediction = predict(facts, profile, guest_pause)
+    rows = [_clocksource_row(case, facts), _pause_row(case, observation), _quiet_row(observation)]
+    rows += compare(observation, prediction, tick_ns=1_000_000_000 // hz)
+    return CaseResult(case, workdir, facts, observation, prediction, rows)
+
+
+def _clocksource_row(case: GuestCase, facts: GuestFacts) -> Row:
+    return Row(
+        "clocksource",
+        "",
+        None,
+        case.clocksource,
+        facts.clocksource,
+        0,
+        "",
+        facts.clocksource == case.clocksource,
+    )
+
+
+def _pause_row(case: GuestCase, observation: Observation) -> Row:
+    """The pause as the guest's TSC saw it: all of it on SIGSTOP, none of it behind QMP stop."""
+    seen = observation.cpus[0].tsc_step_ns
+    if case.mode == "sigstop":
+        host = observation.pause.measured_ns
+        ok = host <= seen <= host + HOST_PAUSE_TOL_NS
+        return Row("guest-visible pause", "TSC", 0, f"{host} (host)", str(seen), HOST_PAUSE_TOL_NS, "", ok)
+    # Hidden: no step beyond the probe's threshold.
+    return Row(
+        "guest-visible pause", "TSC", 0, "0 (hidden)", str(seen), observation.jump_threshold_ns, "", seen == 0
+    )
+
+
+def _quiet_row(observation: Observation) -> Row:
+    quiet = observation.quiet_during_pause
+    return Row("probe silent while stopped", "", None, "yes", "yes" if quiet else "no", 0, "", quiet)
+
+
+__all__ = ["SAMPLE_TOL_NS", "CaseResult", "kernel_hz", "run_case"]
