@@ -203,6 +203,9 @@ class GuestMachine:
         os.killpg(self.process.pid, signal.SIGSTOP)
         self.stopped = True
         stop_mono, stop_real = time.monotonic_ns(), time.time_ns()
+        # The signal reaches QEMU's threads one by one: a vCPU thread may
+        # still finish a serial write.  Read the logs' sizes once all stopped.
+        _wait_all_threads_stopped(self.process.pid)
         offsets = self._offsets()
         _sleep_until(stop_mono + duration_ns)
         cont_mono, cont_real = time.monotonic_ns(), time.time_ns()
@@ -268,6 +271,22 @@ class GuestMachine:
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+
+
+def _wait_all_threads_stopped(pid: int, timeout_s: float = 2.0) -> None:
+    """Wait until every thread of ``pid`` is in state T (stopped), per /proc."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            states = [
+                (task / "stat").read_text().rpartition(")")[2].split()[0]
+                for task in Path(f"/proc/{pid}/task").iterdir()
+            ]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return  # gone, or a thread left while we looked: nothing more will be written
+        if all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
 
 
 def _sleep_until(deadline_mono_ns: int) -> None:

@@ -19,9 +19,10 @@ from tsclab.clocksource.counters import ACPI_PM_HZ, HPET_QEMU_PERIOD_FS, hpet_fr
 from tsclab.guest.trace import CLOCKS
 from tsclab.kernel.lockup_rules import (
     Verdict,
+    counter_wrap_ns,
     long_readout_after_gap,
     softlockup_after_gap,
-    watchdog_delta_ns,
+    softlockup_reported,
 )
 from tsclab.kernel.profiles import KernelProfile
 from tsclab.sim.raw_pause import PauseSetup, PauseTrace, run_raw_pause
@@ -64,7 +65,7 @@ class Prediction:
     )  # the 64-bit delta*mult wrap's shortfall on MONOTONIC
     softlockup: Verdict = field(default_factory=lambda: Verdict("no"))
     long_readout: Verdict = field(default_factory=lambda: Verdict("no"))
-    long_readout_wd: Band | None = None  # the watchdog's (HPET's) own wrapped reading of the interval
+    watchdog_wrap_ns: int = 0  # the clocksource watchdog's (HPET's) wrap; 0: no watchdog runs
     clocksource_unstable: Verdict = field(default_factory=lambda: Verdict("no"))
 
 
@@ -130,26 +131,26 @@ def _lost(trace: PauseTrace, clock: str) -> int:
 
 
 def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
+    pause, frozen = prediction.guest_pause_ns, prediction.frozen
+    if facts.tsc_watched:
+        # The watchdog timer is a jiffies timer: it runs when time moves again,
+        # after the pause and any freeze; it reads the TSC (never wraps) against
+        # the HPET (wraps), and skips when the interval is long.
+        low = long_readout_after_gap(pause + frozen.low, facts.hz)
+        high = long_readout_after_gap(pause + frozen.high, facts.hz)
+        prediction.long_readout = _merge(low, high)
+        hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+        prediction.watchdog_wrap_ns = counter_wrap_ns(hpet.freq_hz, hpet.bits)
     # local_clock() runs on the TSC when sched_clock is stable: it sees the
     # pause and the freeze after it whatever timekeeping does.  Unstable, it
     # is held within a tick of ktime, which jumps by MONOTONIC's jump.
-    freeze = prediction.frozen.high
     if facts.sched_clock_stable:
-        gap_low, gap_high = prediction.guest_pause_ns, prediction.guest_pause_ns + freeze
+        gap = _merge(softlockup_after_gap(pause + frozen.low), softlockup_after_gap(pause + frozen.high))
     else:
-        gap_low, gap_high = prediction.jump["MONOTONIC"].low, prediction.jump["MONOTONIC"].high
-    prediction.softlockup = _merge(softlockup_after_gap(gap_low), softlockup_after_gap(gap_high))
-    if facts.tsc_watched:
-        # The watchdog timer is a jiffies timer: it runs when time moves again.
-        watched_gap = prediction.guest_pause_ns
-        low = long_readout_after_gap(watched_gap)
-        high = long_readout_after_gap(watched_gap + freeze)
-        prediction.long_readout = _merge(low, high)
-        if prediction.long_readout.state != "no":
-            hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
-            ends = [watchdog_delta_ns(v, hpet.freq_hz, hpet.bits) for v in (low.low, high.high)]
-            # The interval may straddle a wrap of the watchdog's counter.
-            prediction.long_readout_wd = Band.of(ends) if ends[0] <= ends[1] else None
+        jump = prediction.jump["MONOTONIC"]
+        gap = _merge(softlockup_after_gap(max(jump.low, 0)), softlockup_after_gap(max(jump.high, 0)))
+    ktime_jump = max(prediction.jump["MONOTONIC"].low, 0)
+    prediction.softlockup = softlockup_reported(gap, ktime_jump, prediction.long_readout.state)
     # Either the interval is short and nothing skewed, or it is long and skipped.
     prediction.clocksource_unstable = Verdict("no")
 

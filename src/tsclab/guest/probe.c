@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROBE_VERSION 1
+#define PROBE_VERSION 2
 
 struct sample {
 	uint64_t tsc;
@@ -62,9 +62,11 @@ static int64_t read_ns(clockid_t id)
 
 /*
  * One sample of every clock, bracketed by two TSC reads.  A sample the
- * pause (or a long preemption) fell inside would mix clocks read before
- * and after it; it is dropped and taken again, so a pause always falls
- * between two samples and every step is seen whole.
+ * pause (or a preemption) fell inside would mix clocks read before and
+ * after it; one whose reads spread over more than torn_cycles (1 ms) is
+ * dropped and taken again, so a pause always falls between two samples,
+ * every step is seen whole, and every clock in a sample was read within
+ * 1 ms of its TSC value.
  */
 static void take(struct sample *s, uint64_t torn_cycles)
 {
@@ -115,7 +117,7 @@ static void reader(int cpu, int64_t interval_ns, int64_t jump_ns)
 {
 	char line[512];
 	struct sample prev, cur;
-	uint64_t tsc_per_ms, jump_cycles, frozen_first = 0, frozen_reads = 0;
+	uint64_t tsc_per_ms, jump_cycles, torn_cycles, frozen_first = 0, frozen_reads = 0;
 	int64_t next_emit;
 	unsigned long seq = 0;
 	cpu_set_t set;
@@ -129,13 +131,14 @@ static void reader(int cpu, int64_t interval_ns, int64_t jump_ns)
 	}
 	tsc_per_ms = calibrate();
 	jump_cycles = tsc_per_ms * (uint64_t)(jump_ns / 1000000);
+	torn_cycles = tsc_per_ms;
 	len = snprintf(line, sizeof(line), "K %d %llu\n", cpu, (unsigned long long)tsc_per_ms);
 	emit(line, len);
 
-	take(&prev, jump_cycles);
+	take(&prev, torn_cycles);
 	next_emit = prev.raw;
 	for (;;) {
-		take(&cur, jump_cycles);
+		take(&cur, torn_cycles);
 		if (stepped(&prev, &cur, jump_ns, jump_cycles)) {
 			len = snprintf(line, sizeof(line),
 				       "J %d %llu %lld %lld %lld %lld %llu %lld %lld %lld %lld\n", cpu,

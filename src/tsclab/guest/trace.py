@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROBE_VERSION = 1
+PROBE_VERSION = 2
 CLOCKS = ("REALTIME", "MONOTONIC", "BOOTTIME", "MONOTONIC_RAW")
 
 

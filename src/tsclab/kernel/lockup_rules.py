@@ -13,6 +13,17 @@ printing ``now - touch_ts`` as "stuck for Ns".  ``running_clock()`` is
 ``local_clock()``: on x86 with a stable sched_clock that is the raw TSC, so
 the check sees the whole pause even when timekeeping does not.
 
+A console message suppresses the next report: the 8250 serial console's
+write path calls ``touch_nmi_watchdog()``, which touches the soft-lockup
+watchdog too (``touch_softlockup_watchdog()``: the report timestamp becomes
+``SOFTLOCKUP_DELAY_REPORT``).  So after a pause the order matters: the
+watchdog hrtimer fires in hard-irq context as soon as ktime passes its
+expiry, the clocksource watchdog (a jiffies timer, in softirq) prints its
+"Long readout interval" once jiffies pass its own.  If ktime jumped by a
+whole sample period, the hrtimer is certainly first; if ktime stood still
+(the reader clamped a negative delta, so time froze and resumed where it
+was), which comes first depends on where both timers were in their periods.
+
 Clocksource watchdog (``kernel/time/clocksource.c`` ``clocksource_watchdog``,
 6.3+ and the 6.1.y stable backport): every ``WATCHDOG_INTERVAL`` (HZ/2
 jiffies) it compares each watched clocksource with the watchdog; when
@@ -65,25 +76,68 @@ def softlockup_after_gap(gap_ns: int, watchdog_thresh_s: int = DEFAULT_WATCHDOG_
     return Verdict("maybe", low_units, high_units)
 
 
-WATCHDOG_INTERVAL_NS_HZ250 = 500_000_000  # HZ >> 1 jiffies
-WATCHDOG_INTERVAL_MAX_NS = 2 * WATCHDOG_INTERVAL_NS_HZ250
+def softlockup_reported(
+    gap: Verdict,
+    ktime_jump_low_ns: int,
+    console_first: str,
+    watchdog_thresh_s: int = DEFAULT_WATCHDOG_THRESH_S,
+) -> Verdict:
+    """The report after a gap, given whether a console message may come first.
+
+    ``console_first`` is the verdict on a console message printed after the
+    gap in softirq context ("yes", "no", "maybe").  A ktime jump of at least
+    one sample period puts the hrtimer first whatever the phases.
+    """
+    if gap.state == "no" or console_first == "no":
+        return gap
+    if ktime_jump_low_ns >= softlockup_sample_period_ns(watchdog_thresh_s):
+        return gap
+    return Verdict("maybe", 0, gap.high)
 
 
-def long_readout_after_gap(gap_ns: int) -> Verdict:
+# Timer wheel (kernel/time/timer.c, 4.8+): 64 buckets a level, each level
+# 8 times coarser; a timer lands in the first level that reaches its
+# expiry and fires at that level's granularity, rounded up.
+_LVL_BITS = 6
+_LVL_CLK_SHIFT = 3
+
+
+def timer_wheel_granularity(delta_jiffies: int) -> int:
+    """Jiffies of granularity of a timer armed ``delta_jiffies`` ahead (``calc_wheel_index``)."""
+    level = 0
+    while delta_jiffies >= ((1 << _LVL_BITS) - 1) << (level * _LVL_CLK_SHIFT):
+        level += 1
+    return 1 << (level * _LVL_CLK_SHIFT)
+
+
+def watchdog_interval_ns(hz: int) -> int:
+    """``WATCHDOG_INTERVAL``: ``HZ >> 1`` jiffies."""
+    return (hz >> 1) * (NSEC_PER_SEC // hz)
+
+
+def long_readout_after_gap(gap_ns: int, hz: int = 250) -> Verdict:
     """Does the clocksource watchdog's first run after a gap skip, printing "Long readout interval"?
 
-    Its interval is the gap plus up to one watchdog period; ``low``/``high``
-    bound ``cs_nsec`` (the watched clocksource, the 64-bit TSC).
+    Its interval is the gap plus up to one watchdog period, plus the timer
+    wheel's rounding of that period and the tick that runs the softirq;
+    ``low``/``high`` bound ``cs_nsec`` (the watched clocksource, the 64-bit TSC).
     """
-    low, high = gap_ns, gap_ns + WATCHDOG_INTERVAL_NS_HZ250
-    if low > WATCHDOG_INTERVAL_MAX_NS:
+    interval = watchdog_interval_ns(hz)
+    jiffy = NSEC_PER_SEC // hz
+    slack = (timer_wheel_granularity(hz >> 1) + 1) * jiffy
+    low, high = gap_ns, gap_ns + interval + slack
+    if low > 2 * interval:  # WATCHDOG_INTERVAL_MAX_NS
         return Verdict("yes", low, high)
-    if high <= WATCHDOG_INTERVAL_MAX_NS:
+    if high <= 2 * interval:
         return Verdict("no")
     return Verdict("maybe", low, high)
 
 
+def counter_wrap_ns(freq_hz: int, bits: int) -> int:
+    """How long a ``bits``-wide counter at ``freq_hz`` takes to come round, truncated to ns."""
+    return (1 << bits) * NSEC_PER_SEC // freq_hz
+
+
 def watchdog_delta_ns(interval_ns: int, freq_hz: int, bits: int) -> int:
     """What the watchdog's own masked delta says of ``interval_ns`` (it wraps)."""
-    wrap_ns = (1 << bits) * NSEC_PER_SEC // freq_hz
-    return interval_ns % wrap_ns
+    return interval_ns % counter_wrap_ns(freq_hz, bits)

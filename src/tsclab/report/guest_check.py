@@ -87,7 +87,7 @@ def case_record(result: CaseResult) -> dict[str, Any]:
         "mode": case.mode,
         "pause_ns": case.pause_ns,
         "host_pause_ns": obs.pause.measured_ns,
-        "guest_pause_ns": result.prediction.guest_pause_ns,
+        "guest_pause_ns": {str(cpu): p.guest_pause_ns for cpu, p in result.predictions.items()},
         "tsc_khz": result.facts.tsc_khz,
         "hz": result.facts.hz,
         "workdir": str(result.workdir),
