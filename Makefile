@@ -1,12 +1,14 @@
 # Two entry points, each self-contained on a fresh machine:
 #   make demo   - create .venv, install tsclab, run the headline demo
 #   make test   - create .venv, install tsclab with its test tools, run
-#                 ruff, mypy and the whole pytest suite
+#                 ruff, mypy and the whole pytest suite (the real-guest
+#                 cases run where QEMU and the fetched guest are present)
+#   make guest  - fetch and build the real guest (needs apt and gcc)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint typecheck pytest bench clean
+.PHONY: demo test guest lint typecheck pytest bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +20,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 demo: $(VENV)/.installed
 	$(BIN)/tsclab demo
+
+guest: $(VENV)/.installed
+	$(BIN)/tsclab guest fetch
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench

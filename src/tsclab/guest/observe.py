@@ -10,7 +10,9 @@ integer arithmetic.
 Per vCPU:
 
 * the **pause step**: the two consecutive reads with the largest TSC step
-  after the pause began; each clock's step between them is its jump;
+  after the pause began; each clock's step between them is its jump, and
+  the read before it says how long before the pause timekeeping last
+  updated (MONOTONIC minus MONOTONIC_COARSE) - the phase the model needs;
 * **backwards**: the largest step back of each clock after the pause;
 * **frozen**: the time MONOTONIC returned one value, summed over the
   probe's ``F`` lines after the pause;
@@ -50,7 +52,10 @@ class CpuObservation:
     cpu: int
     pause_step: Step | None  # None: no read pair spans a TSC step over the probe's threshold
     tsc_step_ns: int  # the pause step's TSC step in ns (0 without one)
+    since_update_ns: int | None  # at the last read before the pause, time since timekeeping's last update
+    longest_update_gap_ns: int  # the most MONOTONIC - COARSE seen before the pause: the latest tick
     jump_ns: dict[str, int]  # clock step across the pause (0 without a pause step)
+    correction_ns: dict[str, int]  # the largest forward step after the pause step, at no TSC jump
     backwards_ns: dict[str, int]  # the largest step back after the pause (0: none)
     frozen_ns: int  # MONOTONIC stuck after the pause, in TSC time
     lost_ns: dict[str, int]  # TSC time minus clock time, over the window
@@ -113,6 +118,13 @@ def _observe_cpu(log: ProbeLog, cpu: int, offset: int, rate: TscRate) -> CpuObse
     if pause_step is not None and pause_step.tsc_cycles <= rate.cycles * log.jump_ns // rate.ns:
         pause_step = None  # only ordinary jitter stepped: no pause visible in the TSC
     jump = {c: pause_step.clock_step(c) if pause_step else 0 for c in CLOCKS}
+    # A reader that read a wrapped value before the overdue tick sees the
+    # clock leap again when the tick's update lands: a step with no TSC jump.
+    later = [s for s in steps if pause_step is not None and s.offset > pause_step.offset]
+    correction = {
+        c: max((s.clock_step(c) - rate.to_ns(s.tsc_cycles) for s in later), default=0) for c in CLOCKS
+    }
+    correction = {c: max(v, 0) for c, v in correction.items()}
     backwards = {c: max((-s.clock_step(c) for s in steps), default=0) for c in CLOCKS}
     backwards = {c: max(v, 0) for c, v in backwards.items()}
     frozen = sum(
@@ -125,7 +137,10 @@ def _observe_cpu(log: ProbeLog, cpu: int, offset: int, rate: TscRate) -> CpuObse
         cpu,
         pause_step,
         rate.to_ns(pause_step.tsc_cycles) if pause_step else 0,
+        max(pause_step.before.since_update_ns, 0) if pause_step else None,
+        max(s.reading.since_update_ns for s in samples_before),
         jump,
+        correction,
         backwards,
         frozen,
         lost,

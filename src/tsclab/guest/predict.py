@@ -4,15 +4,17 @@ The guest kernel is run through :func:`tsclab.sim.raw_pause.run_raw_pause`
 with the clocksource registered exactly as the guest registered it, the
 kernel profile of the guest's version, HZ from its config, and the pause
 the guest's hardware saw (the TSC step across it; zero when QEMU hid it).
-What the model cannot know - where in its tick the guest was stopped, and
-whether a reader ran before or after the overdue tick - is covered by
-running every phase edge and taking both reads: each prediction is a band.
+Where in its tick the guest was stopped is read off the guest (the time
+since the last timekeeping update, from CLOCK_MONOTONIC_COARSE); what
+the model cannot know - whether a reader ran before or after the overdue
+tick - is covered by taking both reads: each prediction is a band.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tsclab.arith import U64_MAX
 from tsclab.check.pause_anomalies import find_anomalies
 from tsclab.clocksource import Clocksource, register
 from tsclab.clocksource.counters import ACPI_PM_HZ, HPET_QEMU_PERIOD_FS, hpet_freq_from_period
@@ -66,6 +68,8 @@ class Prediction:
     softlockup: Verdict = field(default_factory=lambda: Verdict("no"))
     long_readout: Verdict = field(default_factory=lambda: Verdict("no"))
     watchdog_wrap_ns: int = 0  # the clocksource watchdog's (HPET's) wrap; 0: no watchdog runs
+    watchdog_cs_wraps: int = 0  # times the watchdog's own cs_nsec = (delta * mult) >> shift wrapped 64 bits
+    watchdog_cs_wrap_ns: int = 0  # what one such wrap takes off cs_nsec: 2**(64 - shift) ns
     clocksource_unstable: Verdict = field(default_factory=lambda: Verdict("no"))
 
 
@@ -80,15 +84,23 @@ def guest_clocksource(facts: GuestFacts) -> Clocksource:
     raise ValueError(f"no model of the guest clocksource {facts.clocksource!r}")
 
 
-def predict(facts: GuestFacts, profile: KernelProfile, guest_pause_ns: int) -> Prediction:
-    """The bands and verdicts for a pause of ``guest_pause_ns`` as the guest's counters saw it."""
+def predict(
+    facts: GuestFacts, profile: KernelProfile, guest_pause_ns: int, since_update_ns: int | None = None
+) -> Prediction:
+    """The bands and verdicts for a pause of ``guest_pause_ns`` as the guest's counters saw it.
+
+    ``since_update_ns``: how long before the pause timekeeping last updated,
+    where the guest told us (its MONOTONIC - MONOTONIC_COARSE); otherwise
+    every phase within a tick is tried.
+    """
     cs = guest_clocksource(facts)
     tick_ns = 1_000_000_000 // facts.hz
+    phases = (since_update_ns,) if since_update_ns is not None else (0, tick_ns // 2, tick_ns - 1)
     traces = [
         run_raw_pause(
             PauseSetup(clocksource=cs, profile=profile, pause_ns=guest_pause_ns, phase_ns=phase, hz=facts.hz)
         )
-        for phase in (0, tick_ns // 2, tick_ns - 1)
+        for phase in phases
     ]
     prediction = Prediction(guest_pause_ns, cs)
     for clock in CLOCKS:
@@ -138,7 +150,15 @@ def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
         # the HPET (wraps), and skips when the interval is long.
         low = long_readout_after_gap(pause + frozen.low, facts.hz)
         high = long_readout_after_gap(pause + frozen.high, facts.hz)
-        prediction.long_readout = _merge(low, high)
+        verdict = _merge(low, high)
+        # cs_nsec is clocksource_cyc2ns(): a u64 delta * mult, which wraps too.
+        tsc = register("tsc", 64, freq_khz=facts.tsc_khz)
+        printed = [_cyc2ns(tsc, ns) for ns in (verdict.low, verdict.high)]
+        prediction.watchdog_cs_wraps = printed[0][1]
+        prediction.watchdog_cs_wrap_ns = 1 << (64 - tsc.shift)
+        if printed[0][1] == printed[1][1]:
+            verdict = Verdict(verdict.state, printed[0][0], printed[1][0])
+        prediction.long_readout = verdict
         hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
         prediction.watchdog_wrap_ns = counter_wrap_ns(hpet.freq_hz, hpet.bits)
     # local_clock() runs on the TSC when sched_clock is stable: it sees the
@@ -153,6 +173,12 @@ def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
     prediction.softlockup = softlockup_reported(gap, ktime_jump, prediction.long_readout.state)
     # Either the interval is short and nothing skewed, or it is long and skipped.
     prediction.clocksource_unstable = Verdict("no")
+
+
+def _cyc2ns(cs: Clocksource, interval_ns: int) -> tuple[int, int]:
+    """``clocksource_cyc2ns()`` of the cycles in ``interval_ns``: (printed ns, 64-bit wraps)."""
+    product = (interval_ns * cs.freq_hz // 1_000_000_000) * cs.mult
+    return (product & U64_MAX) >> cs.shift, product >> 64
 
 
 def _merge(a: Verdict, b: Verdict) -> Verdict:

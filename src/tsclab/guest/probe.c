@@ -9,9 +9,10 @@
  *
  *   H <version> <ncpus> <interval_ns> <jump_ns>       once, at start
  *   K <cpu> <tsc_per_ms>                              TSC calibration
- *   S <cpu> <seq> <tsc> <rt> <mono> <boot> <raw>      every interval of MONOTONIC_RAW
+ *   S <cpu> <seq> <tsc> <rt> <mono> <boot> <raw> <coarse>
+ *                                                     every interval of MONOTONIC_RAW
  *                                                     (tsc: read just before the clocks)
- *   J <cpu> <tsc> <rt> <mono> <boot> <raw> <tsc> <rt> <mono> <boot> <raw>
+ *   J <cpu> <tsc> <rt> <mono> <boot> <raw> <coarse> <tsc> <rt> <mono> <boot> <raw> <coarse>
  *                                                     a step between two consecutive
  *                                                     reads: any clock backwards, or a
  *                                                     clock or the TSC moved more than
@@ -19,6 +20,9 @@
  *   F <cpu> <tsc_first> <tsc_last> <mono> <reads>     MONOTONIC returned the same value
  *                                                     while the TSC ran on for more than
  *                                                     jump_ns
+ *
+ * coarse is CLOCK_MONOTONIC_COARSE: the time of the last timekeeping
+ * update, so mono - coarse is how long ago the last update was.
  *
  * Clock values are ns (tv_sec * 1e9 + tv_nsec); TSC values are cycles.
  * Everything is integer: the host does the arithmetic.
@@ -36,11 +40,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PROBE_VERSION 2
+#define PROBE_VERSION 3
 
 struct sample {
 	uint64_t tsc;
-	int64_t rt, mono, boot, raw;
+	int64_t rt, mono, boot, raw, coarse;
 };
 
 static inline uint64_t rdtsc_ordered(void)
@@ -73,6 +77,7 @@ static void take(struct sample *s, uint64_t torn_cycles)
 	for (;;) {
 		uint64_t first = rdtsc_ordered();
 
+		s->coarse = read_ns(CLOCK_MONOTONIC_COARSE);
 		s->rt = read_ns(CLOCK_REALTIME);
 		s->mono = read_ns(CLOCK_MONOTONIC);
 		s->boot = read_ns(CLOCK_BOOTTIME);
@@ -141,11 +146,11 @@ static void reader(int cpu, int64_t interval_ns, int64_t jump_ns)
 		take(&cur, torn_cycles);
 		if (stepped(&prev, &cur, jump_ns, jump_cycles)) {
 			len = snprintf(line, sizeof(line),
-				       "J %d %llu %lld %lld %lld %lld %llu %lld %lld %lld %lld\n", cpu,
+				       "J %d %llu %lld %lld %lld %lld %lld %llu %lld %lld %lld %lld %lld\n", cpu,
 				       (unsigned long long)prev.tsc, (long long)prev.rt, (long long)prev.mono,
-				       (long long)prev.boot, (long long)prev.raw, (unsigned long long)cur.tsc,
-				       (long long)cur.rt, (long long)cur.mono, (long long)cur.boot,
-				       (long long)cur.raw);
+				       (long long)prev.boot, (long long)prev.raw, (long long)prev.coarse,
+				       (unsigned long long)cur.tsc, (long long)cur.rt, (long long)cur.mono,
+				       (long long)cur.boot, (long long)cur.raw, (long long)cur.coarse);
 			emit(line, len);
 		}
 		if (cur.mono == prev.mono) {
@@ -162,9 +167,9 @@ static void reader(int cpu, int64_t interval_ns, int64_t jump_ns)
 			frozen_reads = 0;
 		}
 		if (cur.raw >= next_emit) {
-			len = snprintf(line, sizeof(line), "S %d %lu %llu %lld %lld %lld %lld\n", cpu, seq++,
-				       (unsigned long long)cur.tsc, (long long)cur.rt, (long long)cur.mono,
-				       (long long)cur.boot, (long long)cur.raw);
+			len = snprintf(line, sizeof(line), "S %d %lu %llu %lld %lld %lld %lld %lld\n", cpu,
+				       seq++, (unsigned long long)cur.tsc, (long long)cur.rt, (long long)cur.mono,
+				       (long long)cur.boot, (long long)cur.raw, (long long)cur.coarse);
 			emit(line, len);
 			next_emit = cur.raw + interval_ns;
 		}

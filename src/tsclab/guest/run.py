@@ -132,7 +132,9 @@ def run_case(
     log = parse_probe_log(files.probe)
     messages = parse_console_log(files.console)
     observation = observe(log, messages, record)
-    predictions = {cpu.cpu: predict(facts, profile, cpu.tsc_step_ns) for cpu in observation.cpus}
+    predictions = {
+        cpu.cpu: predict(facts, profile, cpu.tsc_step_ns, cpu.since_update_ns) for cpu in observation.cpus
+    }
     rows = [_clocksource_row(case, facts), _quiet_row(observation)]
     rows += [_pause_row(case, observation, cpu) for cpu in observation.cpus]
     rows += compare(observation, predictions, tick_ns=1_000_000_000 // hz)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROBE_VERSION = 2
+PROBE_VERSION = 3
 CLOCKS = ("REALTIME", "MONOTONIC", "BOOTTIME", "MONOTONIC_RAW")
 
 
@@ -28,6 +28,12 @@ class Reading:
 
     tsc: int
     clocks: dict[str, int]
+    coarse: int  # CLOCK_MONOTONIC_COARSE: the time of the last timekeeping update
+
+    @property
+    def since_update_ns(self) -> int:
+        """How long before this read timekeeping last updated (MONOTONIC - its coarse twin)."""
+        return self.clocks["MONOTONIC"] - self.coarse
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +101,7 @@ def _ints(fields: list[str], count: int, where: str) -> list[int]:
 
 
 def _reading(values: list[int]) -> Reading:
-    return Reading(values[0], dict(zip(CLOCKS, values[1:5], strict=True)))
+    return Reading(values[0], dict(zip(CLOCKS, values[1:5], strict=True)), values[5])
 
 
 def parse_probe_log(path: Path) -> ProbeLog:
@@ -119,11 +125,11 @@ def _parse_probe_line(log: ProbeLog, text: str, offset: int, where: str) -> None
     tag, _, rest = text.partition(" ")
     fields = rest.split()
     if tag == "S":
-        cpu, seq, *values = _ints(fields, 7, where)
+        cpu, seq, *values = _ints(fields, 8, where)
         log.samples.append(Sample(cpu, seq, _reading(values), offset))
     elif tag == "J":
-        cpu, *values = _ints(fields, 11, where)
-        log.steps.append(Step(cpu, _reading(values[:5]), _reading(values[5:]), offset))
+        cpu, *values = _ints(fields, 13, where)
+        log.steps.append(Step(cpu, _reading(values[:6]), _reading(values[6:]), offset))
     elif tag == "F":
         cpu, first, last, mono, reads = _ints(fields, 5, where)
         log.frozen.append(Frozen(cpu, first, last, mono, reads, offset))

@@ -42,6 +42,13 @@ def render_case(result: CaseResult) -> str:
         f"{format_duration(case.pause_ns)} (host measured {format_duration(obs.pause.measured_ns)}); "
         f"TSC {result.facts.tsc_khz} kHz, HZ {result.facts.hz}"
     )
+    for cpu in obs.cpus:
+        if cpu.since_update_ns is not None:
+            head += (
+                f"\n  vCPU {cpu.cpu}: last timekeeping update {format_duration(cpu.since_update_ns)} "
+                f"before the pause (longest gap between updates before it: "
+                f"{format_duration(cpu.longest_update_gap_ns)})"
+            )
     rows = [
         (
             row.quantity,
@@ -88,6 +95,8 @@ def case_record(result: CaseResult) -> dict[str, Any]:
         "pause_ns": case.pause_ns,
         "host_pause_ns": obs.pause.measured_ns,
         "guest_pause_ns": {str(cpu): p.guest_pause_ns for cpu, p in result.predictions.items()},
+        "since_update_ns": {str(cpu.cpu): cpu.since_update_ns for cpu in obs.cpus},
+        "longest_update_gap_ns": {str(cpu.cpu): cpu.longest_update_gap_ns for cpu in obs.cpus},
         "tsc_khz": result.facts.tsc_khz,
         "hz": result.facts.hz,
         "workdir": str(result.workdir),
