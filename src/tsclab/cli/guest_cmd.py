@@ -3,7 +3,8 @@
 Exit codes: 0 every comparison matched; 1 a model-versus-guest mismatch
 (the table says which); 2 bad usage, or QEMU or the guest kernel missing
 (the message says how to get them); 3 the guest failed to boot or hung
-(its console log is shown).
+(its console log is shown); 4 ``guest fetch`` failed (the step, the
+command and its error are shown).
 """
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ from tsclab.report.guest_check import case_record, render_case, render_summary
 
 EXIT_MISMATCH = 1
 EXIT_GUEST_FAILED = 3
+EXIT_FETCH_FAILED = 4
 QEMU = "qemu-system-x86_64"
 MAX_GUEST_PAUSE_NS = 3600 * 1_000_000_000
 
 
 class GuestFailed(click.ClickException):
     exit_code = EXIT_GUEST_FAILED
+
+
+class FetchFailed(click.ClickException):
+    exit_code = EXIT_FETCH_FAILED
 
 
 @click.group("guest")
@@ -70,7 +76,7 @@ def fetch_command(force: bool, kernel_package: str | None) -> int:
     try:
         assets = fetch(progress=progress, force=force, kernel_package=kernel_package)
     except FetchError as err:
-        raise click.ClickException(str(err)) from None
+        raise FetchFailed(str(err)) from None
     click.echo(
         f"guest ready in {assets.root}: Linux {assets.kernel_release} ({assets.kernel_package_version})"
     )

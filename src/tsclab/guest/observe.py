@@ -3,9 +3,9 @@
 The guest's TSC is the reference: under TCG it follows the host's clock
 and runs on through a SIGSTOP, and QEMU stops it with the vCPUs on a QMP
 ``stop`` - so it says how much time the guest's hardware saw pass.  Its
-rate is fitted from the samples taken before the pause (TSC cycles over
-MONOTONIC_RAW ns, both read together), and cycles become ns with exact
-integer arithmetic.
+rate is the one the guest kernel calibrated (the model's counter runs at
+it too), or else fitted from the samples taken before the pause; cycles
+become ns with exact integer arithmetic.
 
 Per vCPU:
 
@@ -76,7 +76,14 @@ class Observation:
 
 
 def fit_tsc_rate(samples: list[Sample]) -> TscRate:
-    """The TSC rate from the first and last of ``samples`` (one vCPU, no pause between)."""
+    """The TSC rate over ``samples`` (one vCPU, no pause among them).
+
+    A sample's clocks are read after its TSC, up to the probe's 1 ms
+    bracket later, never before: so the truest pair at each end of the
+    span is the one with the least MONOTONIC_RAW for its TSC.  Taking that
+    pair from the first and the last fifth keeps the rate to a few ppm
+    where two arbitrary samples could be hundreds of ppm off.
+    """
     if len(samples) < 2:
         raise ObservationError("fewer than two probe samples before the pause: the guest ran too briefly")
     first, last = samples[0].reading, samples[-1].reading
@@ -84,15 +91,38 @@ def fit_tsc_rate(samples: list[Sample]) -> TscRate:
     ns = last.clocks["MONOTONIC_RAW"] - first.clocks["MONOTONIC_RAW"]
     if cycles <= 0 or ns <= 0:
         raise ObservationError("probe samples before the pause do not advance")
+    fifth = max(1, len(samples) // 5)
+
+    def delay(sample: Sample) -> int:
+        # Raw ns ahead of where the rough rate puts this TSC value.
+        reading = sample.reading
+        return reading.clocks["MONOTONIC_RAW"] - (reading.tsc - first.tsc) * ns // cycles
+
+    start = min(samples[:fifth], key=delay).reading
+    end = min(samples[-fifth:], key=delay).reading
+    cycles = end.tsc - start.tsc
+    ns = end.clocks["MONOTONIC_RAW"] - start.clocks["MONOTONIC_RAW"]
+    if cycles <= 0 or ns <= 0:
+        raise ObservationError("probe samples before the pause do not advance")
     return TscRate(cycles, ns)
 
 
-def observe(log: ProbeLog, messages: list[KernelMessage], pause: PauseRecord) -> Observation:
-    """Reduce the logs of one paused run to an :class:`Observation`."""
+def observe(
+    log: ProbeLog, messages: list[KernelMessage], pause: PauseRecord, tsc_khz: int | None = None
+) -> Observation:
+    """Reduce the logs of one paused run to an :class:`Observation`.
+
+    ``tsc_khz``: the TSC rate the guest kernel calibrated and registered
+    (its "Refined TSC clocksource calibration" line), which the model's
+    counter runs at too; without it the rate is fitted from the samples.
+    """
     before = [s for s in log.samples if s.offset < pause.probe_offset]
     cpu0 = [s for s in before if s.cpu == 0]
-    # Skip the first second of samples: the readers start while boot work still runs.
-    rate = fit_tsc_rate(cpu0[len(cpu0) // 4 :] if len(cpu0) > 8 else cpu0)
+    if tsc_khz is not None:
+        rate = TscRate(tsc_khz, 1_000_000)
+    else:
+        # Skip the first quarter: the readers start while boot work still runs.
+        rate = fit_tsc_rate(cpu0[len(cpu0) // 4 :] if len(cpu0) > 8 else cpu0)
     observation = Observation(
         pause=pause,
         clocksource=log.current_clocksource,

@@ -52,10 +52,14 @@ class QmpClient:
                     raise QmpError(f"QMP: cannot connect to {self.path}: {err.strerror or err}") from None
                 time.sleep(0.05)
         self._sock = sock
-        greeting = self._receive()
-        if "QMP" not in greeting:
-            raise QmpError(f"QMP: expected a greeting from {self.path}, got {greeting!r}")
-        self.execute("qmp_capabilities")
+        try:
+            greeting = self._receive()
+            if "QMP" not in greeting:
+                raise QmpError(f"QMP: expected a greeting from {self.path}, got {greeting!r}")
+            self.execute("qmp_capabilities")
+        except QmpError:
+            self.close()  # __exit__ will not run: the with statement never entered
+            raise
 
     def close(self) -> None:
         if self._sock is not None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,13 +18,14 @@ from pathlib import Path
 from tsclab.guest.assets import GuestAssets
 from tsclab.guest.cases import GuestCase
 from tsclab.guest.compare import SAMPLE_TOL_NS, Row, compare
-from tsclab.guest.machine import GuestMachine, MachineConfig, RunFiles, qemu_command
+from tsclab.guest.machine import GuestMachine, MachineConfig, PauseRecord, RunFiles, qemu_command
 from tsclab.guest.observe import CpuObservation, Observation, observe
 from tsclab.guest.predict import GuestFacts, Prediction, predict
-from tsclab.guest.trace import KernelMessage, parse_console_log, parse_probe_log
+from tsclab.guest.trace import KernelMessage, TraceError, parse_console_log, parse_probe_log
 from tsclab.kernel.lockup_rules import softlockup_sample_period_ns
-from tsclab.kernel.profiles import get_profile
+from tsclab.kernel.profiles import KernelProfile, get_profile
 
+PAUSE_RECORD = "pause.json"
 SETTLE_S = 3.0  # samples before the pause: the TSC rate is fitted over them
 AFTER_S = 3.0  # running time after the pause (and after any predicted freeze)
 BOOT_TIMEOUT_S = 120.0
@@ -59,6 +59,12 @@ def kernel_hz(config: Path) -> int:
     return int(match[1])
 
 
+def refined_tsc_khz(boot: list[KernelMessage]) -> int | None:
+    """The TSC rate the guest kernel registered, from its calibration line."""
+    refined = next((m for m in boot if m.kind == "tsc-refined"), None)
+    return int(refined.fields["mhz"]) * 1000 + int(refined.fields["khz"]) if refined else None
+
+
 def guest_facts(
     observation_log_clocksource: str,
     vcpus: int,
@@ -68,8 +74,7 @@ def guest_facts(
     boot: list[KernelMessage],
     fallback_khz: int,
 ) -> GuestFacts:
-    refined = next((m for m in boot if m.kind == "tsc-refined"), None)
-    tsc_khz = int(refined.fields["mhz"]) * 1000 + int(refined.fields["khz"]) if refined else fallback_khz
+    tsc_khz = refined_tsc_khz(boot) or fallback_khz
     tsc_unstable = any(m.kind == "tsc-unstable" for m in boot)
     # 5.17+: a TSC with these features is trusted without a watchdog.
     qualified = {"constant_tsc", "nonstop_tsc", "tsc_adjust"} <= flags
@@ -99,24 +104,14 @@ def run_case(
         clocksource=case.clocksource, vcpus=case.vcpus, tsc_reliable=case.tsc_reliable, accel=accel
     )
     files = RunFiles(workdir)
-    if workdir.exists():
-        shutil.rmtree(workdir)
+    # Only this run's own files are replaced; anything else in workdir stays.
+    (workdir / PAUSE_RECORD).unlink(missing_ok=True)
     command = qemu_command(qemu, assets.kernel, assets.initramfs, config, files)
     with GuestMachine(command, files, case.vcpus) as machine:
         progress(f"{case.name}: booting ({accel}, {case.vcpus} vCPU, clocksource={case.clocksource})")
         machine.wait_ready(BOOT_TIMEOUT_S)
         machine.run_for(SETTLE_S)
-        early = parse_probe_log(files.probe)
-        boot = parse_console_log(files.console)
-        facts = guest_facts(
-            early.current_clocksource,
-            case.vcpus,
-            hz,
-            case.tsc_reliable,
-            early.cpu_flags,
-            boot,
-            fallback_khz=max(early.tsc_per_ms.values(), default=1),
-        )
+        facts = _facts(case, files, hz)
         first = predict(facts, profile, case.pause_ns if case.mode == "sigstop" else 0)
         watch_ns = first.frozen.high + int(AFTER_S * 1e9)
         if first.softlockup.state != "no":
@@ -128,10 +123,44 @@ def run_case(
         record = machine.pause(case.mode, case.pause_ns)
         machine.run_for(watch_ns / 1e9)
     # The host's record of the pause, beside the guest's logs, so a run can be judged again later.
-    (workdir / "pause.json").write_text(json.dumps(asdict(record), indent=2) + "\n")
+    (workdir / PAUSE_RECORD).write_text(json.dumps(asdict(record), indent=2) + "\n")
+    return judge(case, workdir, profile, hz)
+
+
+def _facts(case: GuestCase, files: RunFiles, hz: int) -> GuestFacts:
+    """What the guest said about itself while booting (before any pause)."""
+    early = parse_probe_log(files.probe)
+    return guest_facts(
+        early.current_clocksource,
+        case.vcpus,
+        hz,
+        case.tsc_reliable,
+        early.cpu_flags,
+        parse_console_log(files.console),
+        fallback_khz=max(early.tsc_per_ms.values(), default=1),
+    )
+
+
+def judge(case: GuestCase, workdir: Path, profile: KernelProfile, hz: int) -> CaseResult:
+    """Judge a finished run from its files (probe.log, console.log, pause.json) alone."""
+    files = RunFiles(workdir)
+    try:
+        record = PauseRecord(**json.loads((workdir / PAUSE_RECORD).read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise TraceError(f"{workdir / PAUSE_RECORD}: not a pause record ({err})") from None
     log = parse_probe_log(files.probe)
     messages = parse_console_log(files.console)
-    observation = observe(log, messages, record)
+    boot = [m for m in messages if m.offset < record.console_offset]
+    facts = guest_facts(
+        log.current_clocksource,
+        case.vcpus,
+        hz,
+        case.tsc_reliable,
+        log.cpu_flags,
+        boot,
+        fallback_khz=max(log.tsc_per_ms.values(), default=1),
+    )
+    observation = observe(log, messages, record, refined_tsc_khz(boot))
     predictions = {
         cpu.cpu: predict(facts, profile, cpu.tsc_step_ns, cpu.since_update_ns) for cpu in observation.cpus
     }
