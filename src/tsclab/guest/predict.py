@@ -182,6 +182,9 @@ def _cyc2ns(cs: Clocksource, interval_ns: int) -> tuple[int, int]:
 
 
 def _merge(a: Verdict, b: Verdict) -> Verdict:
-    if a.state == b.state:
-        return Verdict(a.state, min(a.low, b.low), max(a.high, b.high))
-    return Verdict("maybe", min(a.low, b.low), max(a.high, b.high))
+    """Either verdict may hold; a "no" carries no figures, so it does not widen the range."""
+    if a.state == "no" and b.state == "no":
+        return a
+    spoken = [v for v in (a, b) if v.state != "no"]
+    state = a.state if a.state == b.state else "maybe"
+    return Verdict(state, min(v.low for v in spoken), max(v.high for v in spoken))

@@ -168,7 +168,8 @@ MESSAGE_PATTERNS: dict[str, re.Pattern[str]] = {
     "clocksource-unstable": re.compile(r"Marking clocksource '(?P<name>[^']+)' as unstable"),
     # arch/x86/kernel/tsc.c mark_tsc_unstable()
     "tsc-unstable": re.compile(r"Marking TSC unstable due to (?P<reason>.+)$"),
-    "rcu-stall": re.compile(r"rcu: INFO: (?P<flavour>\S+) detected stalls"),
+    # kernel/rcu/tree_stall.h: print_other_cpu_stall() / print_cpu_stall() (one vCPU: only the latter)
+    "rcu-stall": re.compile(r"rcu: INFO: (?P<flavour>\S+) (?:self-)?detected stalls?"),
     "hung-task": re.compile(r"INFO: task (?P<task>\S+) blocked for more than (?P<seconds>\d+) seconds"),
     "switched": re.compile(r"clocksource: Switched to clocksource (?P<name>\S+)"),
     # boot facts the predictions need: the TSC rate the kernel registered, sched_clock stability

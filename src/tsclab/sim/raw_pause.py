@@ -234,11 +234,14 @@ def _read(tkg: Timekeeping, vdso: _Vdso, label: str, counter: _Counter, ref: Rea
     else:
         # Unbounded arithmetic from the reference read: what the reading
         # would be with no wrap, no clamp and no overflow.  NTP-steered
-        # clocks run at the tick length NTP asks for (cycle_interval
-        # cycles per NSEC_PER_SEC / HZ); MONOTONIC_RAW at mult >> shift.
+        # clocks run at the mult timekeeping_adjust() aims for: NTP's tick
+        # length less xtime_remainder, per cycle_interval - the remainder
+        # is left out on purpose, so with no NTP frequency correction they
+        # run at the registered mult, as MONOTONIC_RAW does.
         tk = tkg.tk
         cycles = now - ref.counter
-        steered = cycles * tkg.ntp_interval_length // tk.cycle_interval
+        target_mult = ((tk.ntp_tick >> tk.ntp_error_shift) - tk.xtime_remainder) // tk.cycle_interval
+        steered = (cycles * target_mult) >> tk.tkr_mono.shift
         raw = (cycles * tk.tkr_raw.mult) >> tk.tkr_raw.shift
         expected = {name: ref.values[name] + (raw if name == "MONOTONIC_RAW" else steered) for name in values}
     # The branch the MONOTONIC reader took for this counter value.
