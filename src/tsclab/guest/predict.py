@@ -96,9 +96,17 @@ def predict(
     cs = guest_clocksource(facts)
     tick_ns = 1_000_000_000 // facts.hz
     phases = (since_update_ns,) if since_update_ns is not None else (0, tick_ns // 2, tick_ns - 1)
+    from_update = since_update_ns is not None
     traces = [
         run_raw_pause(
-            PauseSetup(clocksource=cs, profile=profile, pause_ns=guest_pause_ns, phase_ns=phase, hz=facts.hz)
+            PauseSetup(
+                clocksource=cs,
+                profile=profile,
+                pause_ns=guest_pause_ns,
+                phase_ns=phase,
+                hz=facts.hz,
+                phase_from_update=from_update,
+            )
         )
         for phase in phases
     ]

@@ -79,6 +79,10 @@ class PauseSetup:
     profile: KernelProfile
     pause_ns: int
     phase_ns: int
+    # The phase counts from the last tick, or - as a guest's MONOTONIC minus
+    # MONOTONIC_COARSE does - from the time of the last update's cycle_last,
+    # which lags the tick by what accumulation left over (< one interval).
+    phase_from_update: bool = False
     hz: int = 250
     warmup_ns: int = 2 * NSEC_PER_SEC
     settle_ns: int = 2 * NSEC_PER_SEC
@@ -190,7 +194,13 @@ def run_raw_pause(setup: PauseSetup) -> PauseTrace:
     ntp.adjtimex(Timex(modes=ADJ_STATUS | ADJ_MAXERROR, status=STA_PLL, maxerror=10_000), real.sec, real.nsec)
 
     # The read just before the pause fixes the reference for "expected".
-    counter.true_ns = last_tick + setup.phase_ns
+    counter.true_ns = last_tick
+    phase = setup.phase_ns
+    if setup.phase_from_update:
+        tkr = tkg.tk.tkr_mono
+        lag_ns = (((counter.read() - tkr.cycle_last) & tkr.mask) * tkr.mult) >> tkr.shift
+        phase = max(phase - lag_ns, 0)
+    counter.true_ns = last_tick + phase
     before = _read(tkg, vdso, "before-pause", counter, None)
     trace.reads.append(before)
     trace.maxerror_before_us = ntp.time_maxerror
