@@ -188,9 +188,11 @@ def test_tsc_every_clock_jumps_by_the_pause() -> None:
     assert lr.state == "yes"
     assert 5_000_000_000 <= lr.low < 5_000_001_000
     assert 5_536_000_000 <= lr.high < 5_536_001_000
+    # Debian's 6.1 converts the watchdog's delta overflow-safely: no wraps to add back.
     assert p.watchdog_cs_wraps == 0
-    assert p.watchdog_cs_wrap_ns == 1 << (64 - 24)
+    assert p.watchdog_cs_wrap_ns == 0
     assert p.watchdog_wrap_ns == HPET_WRAP
+    assert p.watchdog_negative_ns == HPET_WRAP // 2
 
 
 def test_tsc_not_watched_prints_no_long_readout() -> None:
@@ -254,3 +256,18 @@ def test_steered_clocks_lose_what_monotonic_raw_loses() -> None:
         raw = p.lost["MONOTONIC_RAW"]
         for clock in ("REALTIME", "MONOTONIC", "BOOTTIME"):
             assert near(p.lost[clock], raw.low, 1_000), (clock, p.lost[clock], raw)
+
+
+def test_watchdog_cs_nsec_wraps_on_a_kernel_without_the_safe_conversion() -> None:
+    # linux-6.6 as released: clocksource_cyc2ns(), a u64 delta * mult, in the watchdog.
+    facts = GuestFacts("tsc", 2_596_131, 250, 1, True, True)
+    long_pause = 1_200_000_000_000
+    wrapping = predict(facts, get_profile("linux-6.6"), long_pause)
+    assert wrapping.watchdog_cs_wraps == 1
+    assert wrapping.watchdog_cs_wrap_ns == 1 << 40
+    # What it prints is the interval less one 2**40 ns wrap.
+    assert wrapping.long_readout.state == "yes"
+    assert abs(wrapping.long_readout.low - (long_pause - (1 << 40))) < 1_000_000
+    safe = predict(facts, get_profile("linux-6.1"), long_pause)
+    assert safe.watchdog_cs_wraps == 0
+    assert abs(safe.long_readout.low - long_pause) < 1_000_000

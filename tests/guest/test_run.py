@@ -107,3 +107,20 @@ def test_guest_facts_from_a_real_boot() -> None:
     qualified = frozenset({"constant_tsc", "nonstop_tsc", "tsc_adjust"})
     assert not guest_facts("tsc", 1, 250, False, qualified, boot, fallback_khz=1).tsc_watched
     assert guest_facts("tsc", 1, 250, False, frozenset(), [], fallback_khz=2_600_000).tsc_khz == 2_600_000
+
+
+def test_real_1200s_pause_past_the_overflow_horizon() -> None:
+    # A real 21-minute run (tsclab guest suite --long), kept as a fixture.
+    result = _judge("tsc-overflow-1vcpu")
+    assert result.passed, render_case(result)
+    cpu = result.observation.cpus[0]
+    # On one vCPU the overdue tick updated timekeeping before the reader read
+    # again: one correct 1200 s jump, no wrapped value seen.
+    assert cpu.correction_ns["MONOTONIC"] == 0
+    assert abs(cpu.jump_ns["MONOTONIC"] - 1_200_000_000_000) < 50_000_000
+    printed = {m.kind: m.fields for m in result.observation.messages}
+    # The watchdog's conversion did not wrap (an unsafe u64 delta * mult would
+    # print 2**40 ns less), and the HPET's delta, past its half-width, read 0.
+    assert int(printed["long-readout"]["cs_nsec"]) > 1_200_000_000_000
+    assert printed["long-readout"]["wd_nsec"] == "0"
+    assert printed["softlockup"]["seconds"] == "1118"

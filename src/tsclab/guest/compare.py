@@ -153,11 +153,14 @@ def _message_rows(observation: Observation, prediction: Prediction) -> list[Row]
     printed = seen.get("long-readout", [])
     if prediction.watchdog_wrap_ns and printed:
         # The kernel's own two figures: the HPET's masked delta is the TSC's
-        # interval modulo the HPET wrap (both read within microseconds).
+        # interval modulo the HPET wrap (both read within microseconds), or 0
+        # past the HPET's negative-motion cutoff.
         cs_nsec, wd_nsec = int(printed[0].fields["cs_nsec"]), int(printed[0].fields["wd_nsec"])
         # Where cs_nsec itself wrapped 64 bits (a 6.1 cyc2ns past its horizon), add the wraps back.
         interval = cs_nsec + prediction.watchdog_cs_wraps * prediction.watchdog_cs_wrap_ns
         expected = interval % prediction.watchdog_wrap_ns
+        if prediction.watchdog_negative_ns and expected >= prediction.watchdog_negative_ns:
+            expected = 0  # clocksource_delta() took the wrapped delta for negative motion
         tol = SAMPLE_TOL_NS + interval * RATE_TOL_PPM // 1_000_000
         rows.append(
             Row(

@@ -70,6 +70,7 @@ class Prediction:
     watchdog_wrap_ns: int = 0  # the clocksource watchdog's (HPET's) wrap; 0: no watchdog runs
     watchdog_cs_wraps: int = 0  # times the watchdog's own cs_nsec = (delta * mult) >> shift wrapped 64 bits
     watchdog_cs_wrap_ns: int = 0  # what one such wrap takes off cs_nsec: 2**(64 - shift) ns
+    watchdog_negative_ns: int = 0  # the watchdog's masked delta from here on reads as 0 (0: no cutoff)
     clocksource_unstable: Verdict = field(default_factory=lambda: Verdict("no"))
 
 
@@ -117,7 +118,7 @@ def predict(
         prediction.lost[clock] = Band.of([_lost(t, clock) for t in traces])
     prediction.frozen = Band.of([_anomaly(t, "time-frozen", "MONOTONIC") for t in traces])
     prediction.overflow = Band.of([_anomaly(t, "overflow-garbage", "MONOTONIC") for t in traces])
-    _predict_messages(prediction, facts)
+    _predict_messages(prediction, facts, profile)
     return prediction
 
 
@@ -150,25 +151,35 @@ def _lost(trace: PauseTrace, clock: str) -> int:
     return steady.expected[clock] - steady.values[clock]
 
 
-def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
+def _predict_messages(prediction: Prediction, facts: GuestFacts, profile: KernelProfile) -> None:
     pause, frozen = prediction.guest_pause_ns, prediction.frozen
-    if facts.tsc_watched:
+    # Either the interval is short and nothing skewed, or it is long and skipped.
+    prediction.clocksource_unstable = Verdict("no")
+    if facts.tsc_watched and profile.watchdog != "interval-skip":
+        # An older watchdog compares a long interval too: not modelled here.
+        prediction.clocksource_unstable = Verdict("maybe")
+    elif facts.tsc_watched:
         # The watchdog timer is a jiffies timer: it runs when time moves again,
         # after the pause and any freeze; it reads the TSC (never wraps) against
         # the HPET (wraps), and skips when the interval is long.
         low = long_readout_after_gap(pause + frozen.low, facts.hz)
         high = long_readout_after_gap(pause + frozen.high, facts.hz)
         verdict = _merge(low, high)
-        # cs_nsec is clocksource_cyc2ns(): a u64 delta * mult, which wraps too.
         tsc = register("tsc", 64, freq_khz=facts.tsc_khz)
-        printed = [_cyc2ns(tsc, ns) for ns in (verdict.low, verdict.high)]
-        prediction.watchdog_cs_wraps = printed[0][1]
-        prediction.watchdog_cs_wrap_ns = 1 << (64 - tsc.shift)
-        if printed[0][1] == printed[1][1]:
-            verdict = Verdict(verdict.state, printed[0][0], printed[1][0])
+        if profile.watchdog_delta == "wrapping":
+            # cs_nsec is clocksource_cyc2ns(): a u64 delta * mult, which wraps too.
+            printed = [_cyc2ns(tsc, ns) for ns in (verdict.low, verdict.high)]
+            prediction.watchdog_cs_wraps = printed[0][1]
+            prediction.watchdog_cs_wrap_ns = 1 << (64 - tsc.shift)
+            if printed[0][1] == printed[1][1]:
+                verdict = Verdict(verdict.state, printed[0][0], printed[1][0])
         prediction.long_readout = verdict
         hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
-        prediction.watchdog_wrap_ns = counter_wrap_ns(hpet.freq_hz, hpet.bits)
+        wrap = counter_wrap_ns(hpet.freq_hz, hpet.bits)
+        prediction.watchdog_wrap_ns = wrap
+        # The watchdog's own delta goes through clocksource_delta(): past the
+        # negative-motion cutoff it reads 0.
+        prediction.watchdog_negative_ns = wrap // 2 if profile.writer_negative == "msb" else wrap - wrap // 8
     # local_clock() runs on the TSC when sched_clock is stable: it sees the
     # pause and the freeze after it whatever timekeeping does.  Unstable, it
     # is held within a tick of ktime, which jumps by MONOTONIC's jump.
@@ -179,8 +190,6 @@ def _predict_messages(prediction: Prediction, facts: GuestFacts) -> None:
         gap = _merge(softlockup_after_gap(max(jump.low, 0)), softlockup_after_gap(max(jump.high, 0)))
     ktime_jump = max(prediction.jump["MONOTONIC"].low, 0)
     prediction.softlockup = softlockup_reported(gap, ktime_jump, prediction.long_readout.state)
-    # Either the interval is short and nothing skewed, or it is long and skipped.
-    prediction.clocksource_unstable = Verdict("no")
 
 
 def _cyc2ns(cs: Clocksource, interval_ns: int) -> tuple[int, int]:

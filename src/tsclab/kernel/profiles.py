@@ -29,6 +29,15 @@ Version boundaries (all x86-64 guests):
   (``pvclock_clocksource_read``), not from 6.3 (``..._read_nowd``).
 * shadow update - from 6.13 ``timekeeping_update_from_shadow()`` holds
   kernel readers off before the vDSO page is written.
+* clocksource watchdog - ``interval-skip``: a watchdog interval over 1 s
+  skips the skew check ("Long readout interval", 6.3+; also in Debian 12's
+  6.1.192, a stable backport, seen on a real guest).  Its delta to ns -
+  ``wrapping``: ``clocksource_cyc2ns()``, a u64 ``delta * mult``;
+  ``safe``: ``cycles_to_nsec_safe()``, 128-bit past ``max_cycles`` (6.10+;
+  Debian's 6.1.192 printed a correct 1200 s ``cs_nsec`` for a TSC, so it
+  has it too; 6.6.y stable not checked).  Both take the delta through
+  ``clocksource_delta()``, so a watchdog counter that wrapped past its
+  negative-motion cutoff reads 0.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ WriterNegative = Literal["msb", "max-raw-delta"]
 ForwardNow = Literal["single", "chunked"]
 VdsoDelta = Literal["x86-5.3", "x86-6.5", "x86-6.10"]
 Watchdog = Literal["threshold-62ms", "uncertainty-margin", "interval-skip", "rewrite-2026"]
+WatchdogDelta = Literal["wrapping", "safe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,7 @@ class KernelProfile:
     kvmclock_read_consumes_guest_stopped: bool
     shadow_update_blocks_readers_first: bool
     watchdog: Watchdog
+    watchdog_delta: WatchdogDelta
 
     def behaviours(self) -> dict[str, str]:
         """The selected variants, as text (for ``tsclab profiles``)."""
@@ -77,6 +88,7 @@ class KernelProfile:
             else "no",
             "readers held off before vDSO update": "yes" if self.shadow_update_blocks_readers_first else "no",
             "clocksource watchdog": self.watchdog,
+            "watchdog delta to ns": self.watchdog_delta,
         }
 
 
@@ -93,6 +105,7 @@ LINUX_5_10 = KernelProfile(
     kvmclock_read_consumes_guest_stopped=True,
     shadow_update_blocks_readers_first=False,
     watchdog="threshold-62ms",
+    watchdog_delta="wrapping",
 )
 # Each later profile states only what changed against its predecessor.
 LINUX_6_1 = replace(
@@ -100,7 +113,10 @@ LINUX_6_1 = replace(
     name="linux-6.1",
     version=(6, 1),
     summary="LTS 6.1 (Debian 12): wrapping reader, before the overflow protection",
-    watchdog="uncertainty-margin",
+    # As Debian 12 ships it (6.1.192): the 6.3 interval skip and the 6.10
+    # overflow-safe watchdog conversion are backported (seen on a real guest).
+    watchdog="interval-skip",
+    watchdog_delta="safe",
 )
 LINUX_6_1_DEBUG = replace(
     LINUX_6_1,
@@ -115,6 +131,7 @@ LINUX_6_6 = replace(
     summary="LTS 6.6: wrapping reader; x86 vDSO reads masked with S64_MAX (6.5)",
     vdso_delta="x86-6.5",
     kvmclock_read_consumes_guest_stopped=False,
+    watchdog_delta="wrapping",
 )
 LINUX_6_10 = replace(
     LINUX_6_1,
@@ -127,6 +144,7 @@ LINUX_6_10 = replace(
     vdso_overflow_protect=True,
     kvmclock_read_consumes_guest_stopped=False,
     watchdog="interval-skip",
+    watchdog_delta="safe",
 )
 LINUX_6_13 = replace(
     LINUX_6_10,
