@@ -19,6 +19,7 @@ from tsclab.guest.accel import AccelChoice
 from tsclab.guest.assets import FetchError, GuestAssets, Missing
 from tsclab.guest.cases import SUITE, GuestCase
 from tsclab.guest.machine import GuestError
+from tsclab.guest.observe import ObservationError
 from tsclab.guest.trace import TraceError
 
 QEMU_HOW = "apt-get install --no-install-recommends qemu-system-x86"
@@ -413,3 +414,17 @@ def test_suite_stops_at_a_guest_that_fails_and_exits_3(
     assert case.name == "qmp-tsc"
     assert used == workdir / "qmp-tsc"
     assert accel == "tcg"
+
+
+@pytest.mark.usefixtures("ready_guest")
+def test_unjudgeable_output_shows_the_guest_console(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workdir = tmp_path / "kept"
+    workdir.mkdir()
+    (workdir / "console.log").write_text("[ 9.000000] Kernel panic - not syncing: probe died\n")
+    monkeypatch.setattr(guest_cmd, "run_case", FakeRun(ObservationError("vCPU 0: no probe samples")))
+    assert main(["guest", "check", "--accel", "tcg", "--workdir", str(workdir)]) == 3
+    err = capsys.readouterr().err
+    assert "vCPU 0: no probe samples" in err
+    assert "Kernel panic - not syncing: probe died" in err

@@ -112,14 +112,25 @@ def _run(case: GuestCase, assets: GuestAssets, accel: str, workdir: Path) -> Cas
     try:
         return run_case(case, assets, workdir, accel=accel, qemu=QEMU, progress=_err)
     except GuestError as err:
-        tail = (
-            f"\n--- guest console (last lines, {workdir / 'console.log'}) ---\n{err.console_tail}"
-            if err.console_tail
-            else ""
-        )
-        raise GuestFailed(f"{case.name}: {err}{tail}") from None
+        raise GuestFailed(f"{case.name}: {err}{_console_section(workdir, err.console_tail)}") from None
     except (TraceError, ObservationError) as err:
-        raise GuestFailed(f"{case.name}: the guest's output cannot be judged: {err}") from None
+        # The guest ran but left too little to judge (a panic, a hang after
+        # the pause): its console says why.
+        tail = _console_section(workdir, _last_lines(workdir / "console.log"))
+        raise GuestFailed(f"{case.name}: the guest's output cannot be judged: {err}{tail}") from None
+
+
+def _last_lines(path: Path, count: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-count:])
+    except OSError:
+        return ""
+
+
+def _console_section(workdir: Path, tail: str) -> str:
+    if not tail:
+        return ""
+    return f"\n--- guest console (last lines, {workdir / 'console.log'}) ---\n{tail}"
 
 
 _ACCEL = click.option(
