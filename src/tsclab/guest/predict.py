@@ -72,6 +72,10 @@ class Prediction:
     watchdog_cs_wrap_ns: int = 0  # what one such wrap takes off cs_nsec: 2**(64 - shift) ns
     watchdog_negative_ns: int = 0  # the watchdog's masked delta from here on reads as 0 (0: no cutoff)
     clocksource_unstable: Verdict = field(default_factory=lambda: Verdict("no"))
+    # The model's check IDs (tsclab advise's), for the clocks the probe reads:
+    # those every phase shows, and those some phase or reader timing may show.
+    verdicts_certain: frozenset[str] = frozenset()
+    verdicts_possible: frozenset[str] = frozenset()
 
 
 def guest_clocksource(facts: GuestFacts) -> Clocksource:
@@ -117,6 +121,11 @@ def predict(
         prediction.backwards[clock] = Band.of([_anomaly(t, "time-backwards", clock) for t in traces])
         prediction.lost[clock] = Band.of([_lost(t, clock) for t in traces])
     prediction.frozen = Band.of([_anomaly(t, "time-frozen", "MONOTONIC") for t in traces])
+    per_phase = [_verdicts(t) for t in traces]
+    # A reader may read before or after the overdue tick's update: only the
+    # former sees overflow garbage, so that one is never certain.
+    prediction.verdicts_certain = frozenset.intersection(*per_phase) - {"overflow-garbage"}
+    prediction.verdicts_possible = frozenset.union(*per_phase)
     prediction.overflow = Band.of([_anomaly(t, "overflow-garbage", "MONOTONIC") for t in traces])
     _predict_messages(prediction, facts, profile)
     return prediction
@@ -143,6 +152,16 @@ def _anomaly(trace: PauseTrace, anomaly_id: str, clock: str) -> int:
             if a.id == anomaly_id and a.clock == clock and a.reader == reader
         ),
         default=0,
+    )
+
+
+def _verdicts(trace: PauseTrace) -> frozenset[str]:
+    """The IDs the user-space reader would be given; NTP's is left out (no NTP in the guest)."""
+    reader = "vdso" if trace.reads[0].vdso is not None else "kernel"
+    return frozenset(
+        a.id
+        for a in find_anomalies(trace)
+        if a.reader == reader and a.clock in CLOCKS and a.id != "ntp-maxerror"
     )
 
 

@@ -15,15 +15,17 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tsclab.guest.as_trace import guest_trace, observed_verdicts
 from tsclab.guest.assets import GuestAssets
 from tsclab.guest.cases import GuestCase
 from tsclab.guest.compare import SAMPLE_TOL_NS, Row, compare
 from tsclab.guest.machine import GuestMachine, MachineConfig, PauseRecord, RunFiles, qemu_command
 from tsclab.guest.observe import CpuObservation, Observation, observe
 from tsclab.guest.predict import GuestFacts, Prediction, predict
-from tsclab.guest.trace import KernelMessage, TraceError, parse_console_log, parse_probe_log
+from tsclab.guest.trace import KernelMessage, ProbeLog, TraceError, parse_console_log, parse_probe_log
 from tsclab.kernel.lockup_rules import softlockup_sample_period_ns
 from tsclab.kernel.profiles import KernelProfile, get_profile
+from tsclab.sim.raw_pause import PauseSetup
 
 PAUSE_RECORD = "pause.json"
 SETTLE_S = 3.0  # samples before the pause: the TSC rate is fitted over them
@@ -167,7 +169,36 @@ def judge(case: GuestCase, workdir: Path, profile: KernelProfile, hz: int) -> Ca
     rows = [_clocksource_row(case, facts), _quiet_row(observation)]
     rows += [_pause_row(case, observation, cpu) for cpu in observation.cpus]
     rows += compare(observation, predictions, tick_ns=1_000_000_000 // hz)
+    rows += [
+        _verdict_row(log, observation, cpu, predictions[cpu.cpu], profile, hz) for cpu in observation.cpus
+    ]
     return CaseResult(case, workdir, facts, observation, predictions, rows)
+
+
+def _verdict_row(
+    log: ProbeLog,
+    observation: Observation,
+    cpu: CpuObservation,
+    prediction: Prediction,
+    profile: KernelProfile,
+    hz: int,
+) -> Row:
+    """The check's IDs on the guest's own reads against the model's: certain ones seen, nothing unforeseen."""
+    setup = PauseSetup(
+        clocksource=prediction.clocksource,
+        profile=profile,
+        pause_ns=prediction.guest_pause_ns,
+        phase_ns=cpu.since_update_ns or 0,
+        hz=hz,
+    )
+    seen = observed_verdicts(guest_trace(log, cpu, observation.rate, setup, observation.pause.probe_offset))
+    certain, possible = prediction.verdicts_certain, prediction.verdicts_possible
+    maybe = sorted(possible - certain)
+    predicted = ", ".join(sorted(certain)) or "none"
+    if maybe:
+        predicted += f" (maybe {', '.join(maybe)})"
+    ok = certain <= seen <= possible
+    return Row("verdicts", "", cpu.cpu, predicted, ", ".join(sorted(seen)) or "none", 0, "", ok)
 
 
 def _clocksource_row(case: GuestCase, facts: GuestFacts) -> Row:
