@@ -124,3 +124,21 @@ def test_real_1200s_pause_past_the_overflow_horizon() -> None:
     assert int(printed["long-readout"]["cs_nsec"]) > 1_200_000_000_000
     assert printed["long-readout"]["wd_nsec"] == "0"
     assert printed["softlockup"]["seconds"] == "1118"
+
+
+def test_real_1200s_pause_on_two_vcpus_shows_who_reads_garbage() -> None:
+    # The same pause with a busy reader on a second vCPU (tsclab guest suite --long).
+    result = _judge("tsc-overflow-2vcpu")
+    assert result.passed, render_case(result)
+    cpu0, cpu1 = result.observation.cpus
+    # vCPU 0 took the overdue tick first: one correct 1200 s jump.
+    assert cpu0.correction_ns["MONOTONIC"] == 0
+    assert abs(cpu0.jump_ns["MONOTONIC"] - 1_200_000_000_000) < 50_000_000
+    # vCPU 1's reader got in before that update: delta * mult wrapped 64 bits,
+    # the clock jumped 2**40 ns short, then leapt the rest when the update landed.
+    assert abs(cpu1.jump_ns["MONOTONIC"] - (cpu1.tsc_step_ns - (1 << 40))) < 1_000_000
+    assert abs(cpu1.correction_ns["MONOTONIC"] - (1 << 40)) < 1_000_000
+    verdicts = {row.cpu: row.observed for row in result.rows if row.quantity == "verdicts"}
+    assert verdicts == {0: "none", 1: "overflow-garbage"}
+    lockups = sorted(m.fields["cpu"] for m in result.observation.messages if m.kind == "softlockup")
+    assert lockups == ["0", "1"]
