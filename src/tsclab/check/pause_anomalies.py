@@ -14,8 +14,8 @@ IDs (stable; other tools match on them):
     have it - lost to counter wraps or to a negative-motion clamp;
     magnitude: the time lost (reported from ``LOSS_THRESHOLD_NS``).
 ``time-frozen``
-    consecutive reads returned the same value although time passed (reads
-    stuck until the next update); magnitude: the true time spent stuck.
+    consecutive reads returned the same value although the counter moved on
+    (reads stuck until the next update); magnitude: the true time spent stuck.
 ``ntp-maxerror``
     ``time_maxerror`` grew over the pause (500 us per accumulated second);
     magnitude: the growth in ns.  ``unsync`` says whether it crossed
@@ -102,7 +102,9 @@ def _frozen(clock: str, reads: list[Read], values: Values, reader: str) -> list[
     stuck_ns = 0
     first = ""
     for (prev, before), (cur, after) in pairwise(zip(reads[1:], values[1:], strict=True)):
-        if after[clock] == before[clock] and cur.true_ns > prev.true_ns:
+        # Stuck only if the counter moved on: reads closer than one count apart
+        # cannot differ, whatever the clock does.
+        if after[clock] == before[clock] and cur.counter > prev.counter:
             stuck_ns += cur.true_ns - prev.true_ns
             first = first or prev.label
     if stuck_ns == 0:
