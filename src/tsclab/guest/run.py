@@ -113,7 +113,7 @@ def run_case(
         progress(f"{case.name}: booting ({accel}, {case.vcpus} vCPU, clocksource={case.clocksource})")
         machine.wait_ready(BOOT_TIMEOUT_S)
         machine.run_for(SETTLE_S)
-        facts = _facts(case, files, hz)
+        facts = _facts(case, parse_probe_log(files.probe), parse_console_log(files.console), hz)
         first = predict(facts, profile, case.pause_ns if case.mode == "sigstop" else 0)
         watch_ns = first.frozen.high + int(AFTER_S * 1e9)
         if first.softlockup.state != "no":
@@ -129,17 +129,16 @@ def run_case(
     return judge(case, workdir, profile, hz)
 
 
-def _facts(case: GuestCase, files: RunFiles, hz: int) -> GuestFacts:
+def _facts(case: GuestCase, log: ProbeLog, boot: list[KernelMessage], hz: int) -> GuestFacts:
     """What the guest said about itself while booting (before any pause)."""
-    early = parse_probe_log(files.probe)
     return guest_facts(
-        early.current_clocksource,
+        log.current_clocksource,
         case.vcpus,
         hz,
         case.tsc_reliable,
-        early.cpu_flags,
-        parse_console_log(files.console),
-        fallback_khz=max(early.tsc_per_ms.values(), default=1),
+        log.cpu_flags,
+        boot,
+        fallback_khz=max(log.tsc_per_ms.values(), default=1),
     )
 
 
@@ -153,15 +152,7 @@ def judge(case: GuestCase, workdir: Path, profile: KernelProfile, hz: int) -> Ca
     log = parse_probe_log(files.probe)
     messages = parse_console_log(files.console)
     boot = [m for m in messages if m.offset < record.console_offset]
-    facts = guest_facts(
-        log.current_clocksource,
-        case.vcpus,
-        hz,
-        case.tsc_reliable,
-        log.cpu_flags,
-        boot,
-        fallback_khz=max(log.tsc_per_ms.values(), default=1),
-    )
+    facts = _facts(case, log, boot, hz)
     observation = observe(log, messages, record, refined_tsc_khz(boot))
     predictions = {
         cpu.cpu: predict(facts, profile, cpu.tsc_step_ns, cpu.since_update_ns) for cpu in observation.cpus
