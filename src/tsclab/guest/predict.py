@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tsclab.arith import U64_MAX
-from tsclab.check.pause_anomalies import find_anomalies
+from tsclab.check.pause_anomalies import Anomaly, find_anomalies
 from tsclab.clocksource import Clocksource, register
 from tsclab.clocksource.counters import ACPI_PM_HZ, HPET_QEMU_PERIOD_FS, hpet_freq_from_period
 from tsclab.guest.trace import CLOCKS
@@ -78,12 +78,17 @@ class Prediction:
     verdicts_possible: frozenset[str] = frozenset()
 
 
+def _qemu_hpet() -> Clocksource:
+    """QEMU's HPET as Linux registers it: a 10 ns period, driven as a 32-bit counter."""
+    return register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+
+
 def guest_clocksource(facts: GuestFacts) -> Clocksource:
     """The clocksource as the guest's driver registered it."""
     if facts.clocksource == "tsc":
         return register("tsc", 64, freq_khz=facts.tsc_khz)
     if facts.clocksource == "hpet":
-        return register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+        return _qemu_hpet()
     if facts.clocksource == "acpi_pm":
         return register("acpi_pm", 24, freq_hz=ACPI_PM_HZ)
     raise ValueError(f"no model of the guest clocksource {facts.clocksource!r}")
@@ -115,18 +120,20 @@ def predict(
         )
         for phase in phases
     ]
+    # The checks run once per trace; every figure below is read off their findings.
+    found = [_reader_anomalies(t) for t in traces]
     prediction = Prediction(guest_pause_ns, cs)
     for clock in CLOCKS:
         prediction.jump[clock] = Band.of([j for t in traces for j in _jumps(t, clock)])
-        prediction.backwards[clock] = Band.of([_anomaly(t, "time-backwards", clock) for t in traces])
+        prediction.backwards[clock] = Band.of([_magnitude(f, "time-backwards", clock) for f in found])
         prediction.lost[clock] = Band.of([_lost(t, clock) for t in traces])
-    prediction.frozen = Band.of([_anomaly(t, "time-frozen", "MONOTONIC") for t in traces])
-    per_phase = [_verdicts(t) for t in traces]
+    prediction.frozen = Band.of([_magnitude(f, "time-frozen", "MONOTONIC") for f in found])
+    per_phase = [_verdicts(f) for f in found]
     # A reader may read before or after the overdue tick's update: only the
     # former sees overflow garbage, so that one is never certain.
     prediction.verdicts_certain = frozenset.intersection(*per_phase) - {"overflow-garbage"}
     prediction.verdicts_possible = frozenset.union(*per_phase)
-    prediction.overflow = Band.of([_anomaly(t, "overflow-garbage", "MONOTONIC") for t in traces])
+    prediction.overflow = Band.of([_magnitude(f, "overflow-garbage", "MONOTONIC") for f in found])
     _predict_messages(prediction, facts, profile)
     return prediction
 
@@ -143,26 +150,19 @@ def _jumps(trace: PauseTrace, clock: str) -> list[int]:
     return [_reader_values(trace, 1)[clock] - before, _reader_values(trace, 2)[clock] - before]
 
 
-def _anomaly(trace: PauseTrace, anomaly_id: str, clock: str) -> int:
+def _reader_anomalies(trace: PauseTrace) -> list[Anomaly]:
+    """The checks' findings for the reader user space uses: the vDSO where it serves, else the kernel."""
     reader = "vdso" if trace.reads[0].vdso is not None else "kernel"
-    return max(
-        (
-            a.magnitude_ns
-            for a in find_anomalies(trace)
-            if a.id == anomaly_id and a.clock == clock and a.reader == reader
-        ),
-        default=0,
-    )
+    return [a for a in find_anomalies(trace) if a.reader == reader]
 
 
-def _verdicts(trace: PauseTrace) -> frozenset[str]:
-    """The IDs the user-space reader would be given; NTP's is left out (no NTP in the guest)."""
-    reader = "vdso" if trace.reads[0].vdso is not None else "kernel"
-    return frozenset(
-        a.id
-        for a in find_anomalies(trace)
-        if a.reader == reader and a.clock in CLOCKS and a.id != "ntp-maxerror"
-    )
+def _magnitude(found: list[Anomaly], anomaly_id: str, clock: str) -> int:
+    return max((a.magnitude_ns for a in found if a.id == anomaly_id and a.clock == clock), default=0)
+
+
+def _verdicts(found: list[Anomaly]) -> frozenset[str]:
+    """The IDs for the clocks the probe reads; NTP's is left out (no NTP in the guest)."""
+    return frozenset(a.id for a in found if a.clock in CLOCKS and a.id != "ntp-maxerror")
 
 
 def _lost(trace: PauseTrace, clock: str) -> int:
@@ -193,7 +193,7 @@ def _predict_messages(prediction: Prediction, facts: GuestFacts, profile: Kernel
             if printed[0][1] == printed[1][1]:
                 verdict = Verdict(verdict.state, printed[0][0], printed[1][0])
         prediction.long_readout = verdict
-        hpet = register("hpet", 32, freq_hz=hpet_freq_from_period(HPET_QEMU_PERIOD_FS))
+        hpet = _qemu_hpet()
         wrap = counter_wrap_ns(hpet.freq_hz, hpet.bits)
         prediction.watchdog_wrap_ns = wrap
         # The watchdog's own delta goes through clocksource_delta(): past the
