@@ -198,7 +198,7 @@ def _message_row(kind: str, verdict: Verdict, seen: list[KernelMessage], figure:
         if verdict.state == "yes":
             tol = 0 if figure == "seconds" else SAMPLE_TOL_NS
             ok = verdict.low - tol <= value <= verdict.high + tol
-    verdict_id = "softlockup" if kind == "softlockup" else kind if kind == "clocksource-unstable" else ""
+    verdict_id = kind if kind in ("softlockup", "clocksource-unstable") else ""
     return Row(kind, "", None, predicted, text, 0, verdict_id, ok)
 
 

@@ -116,11 +116,10 @@ def observe(
     (its "Refined TSC clocksource calibration" line), which the model's
     counter runs at too; without it the rate is fitted from the samples.
     """
-    before = [s for s in log.samples if s.offset < pause.probe_offset]
-    cpu0 = [s for s in before if s.cpu == 0]
     if tsc_khz is not None:
         rate = TscRate(tsc_khz, 1_000_000)
     else:
+        cpu0 = [s for s in log.samples if s.cpu == 0 and s.offset < pause.probe_offset]
         # Skip the first quarter: the readers start while boot work still runs.
         rate = fit_tsc_rate(cpu0[len(cpu0) // 4 :] if len(cpu0) > 8 else cpu0)
     observation = Observation(
@@ -150,13 +149,9 @@ def _observe_cpu(log: ProbeLog, cpu: int, offset: int, rate: TscRate) -> CpuObse
     jump = {c: pause_step.clock_step(c) if pause_step else 0 for c in CLOCKS}
     # A reader that read a wrapped value before the overdue tick sees the
     # clock leap again when the tick's update lands: a step with no TSC jump.
-    later = [s for s in steps if pause_step is not None and s.offset > pause_step.offset]
-    correction = {
-        c: max((s.clock_step(c) - rate.to_ns(s.tsc_cycles) for s in later), default=0) for c in CLOCKS
-    }
-    correction = {c: max(v, 0) for c, v in correction.items()}
-    backwards = {c: max((-s.clock_step(c) for s in steps), default=0) for c in CLOCKS}
-    backwards = {c: max(v, 0) for c, v in backwards.items()}
+    later = [s for s in steps if s.offset > pause_step.offset] if pause_step else []
+    correction = {c: max([0, *(s.clock_step(c) - rate.to_ns(s.tsc_cycles) for s in later)]) for c in CLOCKS}
+    backwards = {c: max([0, *(-s.clock_step(c) for s in steps)]) for c in CLOCKS}
     frozen = sum(
         rate.to_ns(f.tsc_last - f.tsc_first) for f in log.frozen if f.cpu == cpu and f.offset >= offset
     )

@@ -68,7 +68,7 @@ def refined_tsc_khz(boot: list[KernelMessage]) -> int | None:
 
 
 def guest_facts(
-    observation_log_clocksource: str,
+    clocksource: str,
     vcpus: int,
     hz: int,
     tsc_reliable: bool,
@@ -81,7 +81,7 @@ def guest_facts(
     # 5.17+: a TSC with these features is trusted without a watchdog.
     qualified = {"constant_tsc", "nonstop_tsc", "tsc_adjust"} <= flags
     return GuestFacts(
-        clocksource=observation_log_clocksource,
+        clocksource=clocksource,
         tsc_khz=tsc_khz,
         hz=hz,
         vcpus=vcpus,
@@ -230,6 +230,3 @@ def _pause_row(case: GuestCase, observation: Observation, cpu: CpuObservation) -
 def _quiet_row(observation: Observation) -> Row:
     quiet = observation.quiet_during_pause
     return Row("probe silent while stopped", "", None, "yes", "yes" if quiet else "no", 0, "", quiet)
-
-
-__all__ = ["SAMPLE_TOL_NS", "CaseResult", "kernel_hz", "run_case"]
