@@ -30,7 +30,7 @@ from tsclab.guest.assets import (
     missing_host_tools,
 )
 from tsclab.guest.cases import SUITE, GuestCase, suite
-from tsclab.guest.machine import CLOCKSOURCES, PAUSE_MODES, GuestError
+from tsclab.guest.machine import CLOCKSOURCES, PAUSE_MODES, GuestError, RunFiles, read_tail
 from tsclab.guest.observe import ObservationError
 from tsclab.guest.run import CaseResult, run_case
 from tsclab.guest.trace import TraceError
@@ -116,21 +116,14 @@ def _run(case: GuestCase, assets: GuestAssets, accel: str, workdir: Path) -> Cas
     except (TraceError, ObservationError) as err:
         # The guest ran but left too little to judge (a panic, a hang after
         # the pause): its console says why.
-        tail = _console_section(workdir, _last_lines(workdir / "console.log"))
+        tail = _console_section(workdir, read_tail(RunFiles(workdir).console))
         raise GuestFailed(f"{case.name}: the guest's output cannot be judged: {err}{tail}") from None
-
-
-def _last_lines(path: Path, count: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-count:])
-    except OSError:
-        return ""
 
 
 def _console_section(workdir: Path, tail: str) -> str:
     if not tail:
         return ""
-    return f"\n--- guest console (last lines, {workdir / 'console.log'}) ---\n{tail}"
+    return f"\n--- guest console (last lines, {RunFiles(workdir).console}) ---\n{tail}"
 
 
 _ACCEL = click.option(

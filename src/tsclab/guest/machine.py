@@ -173,7 +173,7 @@ class GuestMachine:
             if self._probe_ready():
                 return
             time.sleep(0.1)
-        raise GuestError(f"the guest did not start its probe within {timeout_s:.0f} s", self.console_tail())
+        raise GuestError(f"the guest did not start its probe within {timeout_s:g} s", self.console_tail())
 
     def _probe_ready(self) -> bool:
         text = _read_text(self.files.probe)
@@ -242,7 +242,7 @@ class GuestMachine:
             raise GuestError(f"QEMU exited with status {code} {when}{detail}", self.console_tail())
 
     def console_tail(self, lines: int = 40) -> str:
-        return "\n".join(_read_text(self.files.console).splitlines()[-lines:])
+        return read_tail(self.files.console, lines)
 
     def close(self) -> None:
         """Stop QEMU, however it is: running, stopped, hung or gone."""
@@ -303,6 +303,11 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def read_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a guest log ("" if it is not there)."""
+    return "\n".join(_read_text(path).splitlines()[-lines:])
 
 
 def _read_text(path: Path) -> str:
