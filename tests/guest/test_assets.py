@@ -292,6 +292,24 @@ def test_fetch_reuses_a_valid_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert fetch(tmp_path) == made
 
 
+def test_fetch_of_another_kernel_does_not_take_the_cached_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_cache(tmp_path)
+    host = FakeHost()
+    monkeypatch.setattr(assets, "_run", host)
+    said: list[str] = []
+    fetch(tmp_path, kernel_package="linux-image-6.1.0-99-cloud-amd64", progress=said.append)
+    assert "download kernel" in host.steps
+    assert (
+        said[0]
+        == "the cached guest has linux-image-6.1.0-56-amd64; fetching linux-image-6.1.0-99-cloud-amd64"
+    )
+    # Asking for the cached kernel by name reuses it.
+    monkeypatch.setattr(assets, "_run", FakeHost(fail_on="download kernel"))
+    assert fetch(tmp_path, kernel_package=f"linux-image-{RELEASE}").kernel_release == RELEASE
+
+
 def test_fetch_force_replaces_a_valid_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     fake_cache(tmp_path)
     monkeypatch.setattr(assets, "_run", FakeHost())

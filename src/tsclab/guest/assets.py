@@ -441,10 +441,11 @@ def fetch(
 ) -> GuestAssets:
     """Fetch, build and cache everything a real guest run needs; the cached assets.
 
-    A valid cache is returned as is unless ``force``.  ``kernel_package``
-    overrides the kernel package (default: what ``linux-image-amd64``
-    depends on now).  Needs apt, dpkg, gcc and a static glibc (see
-    ``missing_host_tools``); a failing step raises ``FetchError``.
+    A valid cache is returned as is unless ``force``, or unless it holds
+    another kernel than ``kernel_package``, which overrides the kernel
+    package (default: what ``linux-image-amd64`` depends on now).  Needs
+    apt, dpkg, gcc and a static glibc (see ``missing_host_tools``); a
+    failing step raises ``FetchError``.
     """
     root = guest_dir(cache)
     if not force:
@@ -453,8 +454,12 @@ def fetch(
         except MissingAssets:
             pass
         else:
-            progress(f"using the cached guest in {root}")
-            return assets
+            cached = f"linux-image-{assets.kernel_release}"
+            if kernel_package is None or kernel_package == cached:
+                progress(f"using the cached guest in {root}")
+                return assets
+            # Another kernel was asked for: the cached one does not answer it.
+            progress(f"the cached guest has {cached}; fetching {kernel_package}")
     root.mkdir(parents=True, exist_ok=True)
     # Inside the guest directory so the final moves are renames on one file system.
     staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=root))
