@@ -7,12 +7,11 @@ error names the option, the value given and the form expected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal, InvalidOperation
-
 import click
 
 from tsclab.arith import U32_MAX
 from tsclab.clocksource import Clocksource, ClocksourceError, register
+from tsclab.units import parse_duration
 
 
 def _whole_number(text: str, expected: str) -> int:
@@ -46,46 +45,6 @@ def counter_bits(_ctx: click.Context, _param: click.Parameter, value: str) -> in
     if not 1 <= number <= 64:
         raise click.BadParameter(f"expected a counter width in bits (1..64), got {number}")
     return number
-
-
-_DURATION_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60 * 1_000_000_000,
-    "min": 60 * 1_000_000_000,
-    "h": 3_600 * 1_000_000_000,
-    "d": 86_400 * 1_000_000_000,
-}
-
-
-def parse_duration(text: str) -> int:
-    """``1200s``, ``20m``, ``8h``, ``2d``, ``1500ms``, ``300us``, ``10ns`` -> ns.
-
-    A decimal number is allowed (``2.5s``) when it is a whole number of ns.
-    Raises ValueError with the expected form.
-    """
-    raw = text.strip().lower()
-    number, unit = raw, ""
-    for suffix in sorted(_DURATION_UNITS_NS, key=len, reverse=True):
-        if raw.endswith(suffix):
-            number, unit = raw[: -len(suffix)].strip(), suffix
-            break
-    if not unit:
-        raise ValueError(
-            f"expected a duration with a unit (ns, us, ms, s, m, h, d), e.g. 1200s, got {text!r}"
-        )
-    try:
-        value = Decimal(number)
-    except InvalidOperation:
-        raise ValueError(f"expected a number before {unit!r}, got {text!r}") from None
-    if not value.is_finite() or value < 0:
-        raise ValueError(f"expected a non-negative duration, got {text!r}")
-    ns = value * _DURATION_UNITS_NS[unit]
-    if ns != ns.to_integral_value():
-        raise ValueError(f"{text!r} is not a whole number of nanoseconds")
-    return int(ns)
 
 
 def duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:

@@ -1,0 +1,1 @@
+"""Scenario layer: TOML scenario files, their validation, and the built-in library."""
