@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tsclab.sim.trace import RunTrace
+
 # Stable IDs and what each means; the order is the order reports list them.
 VERDICT_IDS: dict[str, str] = {
     "time-backwards": "a clock read lower than an earlier read (same vCPU, or across vCPUs)",
@@ -55,3 +57,25 @@ class Verdict:
             "unit": self.unit,
             "event": self.event,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One combination's run: its trace, its verdicts, and what the scenario expected of it."""
+
+    trace: RunTrace
+    verdicts: tuple[Verdict, ...]
+    expected: frozenset[str] | None = None  # None: the scenario says nothing about this combination
+
+    @property
+    def ids(self) -> frozenset[str]:
+        return frozenset(v.id for v in self.verdicts)
+
+    @property
+    def check(self) -> str:
+        """``skipped`` (does not apply), ``unchecked`` (no expectation), ``pass`` or ``fail``."""
+        if self.trace.skipped:
+            return "skipped"
+        if self.expected is None:
+            return "unchecked"
+        return "pass" if self.ids == self.expected else "fail"
