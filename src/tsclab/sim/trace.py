@@ -88,6 +88,9 @@ class RunTrace:
     vcpus: int
     epoch_ns: int  # true UTC at guest boot (true time 0), ns since the Unix epoch
     end_ns: int = 0
+    # Each clock's value at true time 0 had it started there exactly: a
+    # sample's error against true time is value - (boot value + t).
+    boot_values: dict[str, int] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
     messages: list[KernelMessage] = field(default_factory=list)
@@ -106,3 +109,7 @@ class RunTrace:
     def true_utc_ns(self, t_ns: int) -> int:
         """True UTC at true time ``t_ns``."""
         return self.epoch_ns + t_ns
+
+    def error_ns(self, sample: Sample) -> int:
+        """How far ``sample`` is from true time: positive ahead, negative behind."""
+        return sample.value_ns - (self.boot_values[sample.clock] + sample.t_ns)
