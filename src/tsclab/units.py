@@ -6,6 +6,7 @@ Shared by the command line and the scenario files, so ``1200s``, ``8h`` or
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 DURATION_UNITS_NS = {
@@ -18,6 +19,12 @@ DURATION_UNITS_NS = {
     "h": 3_600 * 1_000_000_000,
     "d": 86_400 * 1_000_000_000,
 }
+
+
+# Digits with an optional fraction: no exponents, underscores or non-ASCII
+# digits, and short enough that the exact arithmetic stays cheap.
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?|\.[0-9]+")
+_MAX_DIGITS = 40
 
 
 def parse_duration(text: str) -> int:
@@ -36,6 +43,10 @@ def parse_duration(text: str) -> int:
         raise ValueError(
             f"expected a duration with a unit (ns, us, ms, s, m, h, d), e.g. 1200s, got {text!r}"
         )
+    if number.startswith("-"):
+        raise ValueError(f"expected a non-negative duration, got {text!r}")
+    if not _NUMBER.fullmatch(number) or len(number) > _MAX_DIGITS:
+        raise ValueError(f"expected a plain decimal number before {unit!r}, got {text!r}")
     try:
         value = Decimal(number)
     except InvalidOperation:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tsclab.cli import main
-from tsclab.cli.params import parse_duration
+from tsclab.units import parse_duration
 
 
 def test_advise_json_shape(capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,6 +7,7 @@ error names the option, the value given and the form expected.
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import click
 
 from tsclab.arith import U32_MAX
