@@ -17,6 +17,8 @@ from tsclab.cli.clocksource_cmd import clocksource_command
 from tsclab.cli.demo_cmd import demo_command
 from tsclab.cli.guest_cmd import guest_group
 from tsclab.cli.profiles_cmd import profiles_command
+from tsclab.cli.run_cmd import run_command
+from tsclab.cli.scenarios_cmd import scenarios_command
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -34,6 +36,8 @@ cli.add_command(demo_command)
 cli.add_command(advise_command)
 cli.add_command(profiles_command)
 cli.add_command(guest_group)
+cli.add_command(run_command)
+cli.add_command(scenarios_command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,39 @@
 """VMM policies: what each VMM does to guest time, step by step, as data.
 
-Filled in below; the registry and name resolution are the contract the
-scenario loader and the command line rely on.
+A policy is a named, versioned list of steps for each operation; the steps
+themselves (one KVM ioctl or a short sequence of them) are the mechanism in
+:mod:`tsclab.host.vmm_steps`.  Adding a VMM, or a version whose order
+changed, is adding one entry here.
+
+Operations, in the order the simulator runs them:
+
+* ``pause`` / ``resume`` - the VMM stops its vCPUs and later runs them again;
+* ``save`` - on the source, the VM stopped: capture clock and TSC state
+  (a snapshot, or the stop-and-copy phase of a live migration);
+* ``restore`` - on the destination, a new VM created: put the state back;
+* ``restore_resume`` - the last steps before the destination's vCPUs run.
+
+Facts (virtualization-time.md sections 2 and 4-5): QEMU reads kvmclock
+with ``KVM_GET_CLOCK`` on stop and writes it back without
+``KVM_CLOCK_REALTIME`` on cont, then calls ``KVM_KVMCLOCK_CTRL`` on every
+vCPU (``kvmclock_vm_state_change``); it moves the TSC by value through
+host-initiated ``MSR_IA32_TSC`` writes, leaning on KVM's 1-second sync.
+Firecracker calls ``KVM_KVMCLOCK_CTRL`` on pause (PR #4460) and, from
+PR #5494, before resuming a restored VM; it restores kvmclock with
+``KVM_SET_CLOCK``, adding the elapsed realtime only with ``clock_realtime``.
+Cloud Hypervisor saves kvmclock on pause and sets it on resume, notifies
+the guest (``KVMCLOCK_CTRL``), restores TSC MSRs, and later (#8437)
+re-syncs the vCPUs' TSC offsets.  ``upstream-doc`` is the 7-step
+algorithm of KVM's documentation; ``scale-aware`` the same with TSC
+scaling (David Woodhouse's correction); ``tsc-state`` the seed's
+``KVM_{GET|SET}_TSC_STATE`` (v2) inside QEMU's flow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+Steps = tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -14,22 +41,137 @@ class VmmPolicy:
     name: str  # "qemu", "firecracker", ...
     version: str
     summary: str
+    pause: Steps
+    resume: Steps
+    save: Steps
+    restore: Steps
+    restore_resume: Steps
+    # Operations across which the VMM freezes kvmclock on purpose (it hides
+    # the interruption from MONOTONIC) - unless the scenario asks for
+    # clock_realtime.  The monotonic-jump check judges against this.
+    hides: frozenset[str] = frozenset()
+    emulated_timers: bool = True  # the VM has an HPET and an ACPI PM timer
+    devices_stop_on_pause: bool = True  # the device clock stops while the VMM pauses
+    sources: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
         return f"{self.name}@{self.version}"
 
 
+QEMU = VmmPolicy(
+    name="qemu",
+    version="7.2",
+    summary="kvmclock frozen across stop/cont and migration; TSC by value through MSR writes",
+    pause=("get-tsc-msrs", "get-clock"),
+    resume=("set-clock", "kvmclock-ctrl"),
+    save=("get-clock", "get-tsc-msrs", "get-tsc-khz"),
+    restore=("set-tsc-khz-or-warn", "set-tsc-msrs", "enable-pvclock"),
+    restore_resume=("set-clock-or-realtime", "kvmclock-ctrl"),
+    hides=frozenset({"pause", "snapshot", "migrate"}),
+    sources=("qemu hw/i386/kvm/clock.c kvmclock_vm_state_change", "target/i386/kvm/kvm.c kvm_get_tsc"),
+)
+
+_FIRECRACKER = VmmPolicy(
+    name="firecracker",
+    version="1.12",
+    summary="KVMCLOCK_CTRL on pause only; a restored VM resumes with GUEST_STOPPED never written",
+    pause=("kvmclock-ctrl",),
+    resume=(),
+    save=("get-clock", "get-tsc-msrs", "get-tsc-khz"),
+    restore=("set-tsc-khz-beyond-250ppm", "set-tsc-msrs", "enable-pvclock", "set-clock-or-realtime"),
+    restore_resume=(),
+    hides=frozenset({"snapshot"}),
+    emulated_timers=False,
+    devices_stop_on_pause=False,
+    sources=("firecracker PR #4460", "firecracker issue #5322"),
+)
+FIRECRACKER_FIXED = replace(
+    _FIRECRACKER,
+    version="1.13",
+    summary="with PR #5494: KVMCLOCK_CTRL before resuming a restored VM",
+    restore_resume=("kvmclock-ctrl",),
+    sources=("firecracker PR #5494",),
+)
+
+CLOUD_HYPERVISOR_MSR = VmmPolicy(
+    name="cloud-hypervisor",
+    version="msr",
+    summary="TSC restored by MSR writes only (KVM's 1-second sync decides the offsets)",
+    pause=("get-clock", "kvmclock-ctrl"),
+    resume=("set-clock",),
+    save=("get-clock", "get-tsc-msrs", "get-tsc-khz"),
+    restore=("set-tsc-khz-or-warn", "set-tsc-msrs", "enable-pvclock"),
+    restore_resume=("set-clock-or-realtime", "kvmclock-ctrl"),
+    hides=frozenset({"pause", "snapshot", "migrate"}),
+    emulated_timers=False,
+    devices_stop_on_pause=False,
+    sources=("kernel bugzilla 217423", "cloud-hypervisor PR #1369"),
+)
+# Each later version states only what changed.
+CLOUD_HYPERVISOR_OFFSETS = replace(
+    CLOUD_HYPERVISOR_MSR,
+    version="msr+offsets",
+    summary="TSC written twice: MSRs, then each vCPU's KVM_VCPU_TSC_OFFSET from its own clock reading",
+    restore=(*CLOUD_HYPERVISOR_MSR.restore, "per-vcpu-tsc-offsets"),
+    sources=("cloud-hypervisor PR #8383",),
+)
+CLOUD_HYPERVISOR_SYNC = replace(
+    CLOUD_HYPERVISOR_OFFSETS,
+    version="offset-sync",
+    summary="with PR #8437: after restore every vCPU gets vCPU 0's TSC offset",
+    restore=(*CLOUD_HYPERVISOR_OFFSETS.restore, "equalize-tsc-offsets"),
+    sources=("cloud-hypervisor PR #8437",),
+)
+
+UPSTREAM_DOC = VmmPolicy(
+    name="upstream-doc",
+    version="5.16",
+    summary="KVM's documented 7 steps: kvmclock advanced by realtime, offsets moved to match",
+    pause=(),
+    resume=(),
+    save=("get-clock", "get-tsc-offsets", "get-tsc-khz"),
+    restore=("enable-pvclock", "set-clock-realtime", "set-tsc-offsets-doc"),
+    restore_resume=(),
+    # An algorithm for the TSC and kvmclock only: it says nothing of legacy
+    # timers, so it is modelled on a VMM without them.
+    emulated_timers=False,
+    devices_stop_on_pause=False,
+    sources=("Documentation/virt/kvm/devices/vcpu.rst section 4",),
+)
+SCALE_AWARE = VmmPolicy(
+    name="scale-aware",
+    version="1",
+    summary="the documented algorithm with TSC scaling: rate set first, offsets from scaled TSCs",
+    pause=(),
+    resume=(),
+    save=("get-clock", "get-tsc-offsets", "get-tsc-khz"),
+    restore=("set-tsc-khz-or-warn", "enable-pvclock", "set-clock-realtime", "set-tsc-offsets-scaled"),
+    restore_resume=(),
+    emulated_timers=False,
+    devices_stop_on_pause=False,
+    sources=("David Woodhouse, KVM_VCPU_TSC_SCALE RFC, 13 Sep 2023",),
+)
+TSC_STATE = VmmPolicy(
+    name="tsc-state",
+    version="v2",
+    summary="the seed's KVM_{GET|SET}_TSC_STATE in QEMU's flow: TSC moved on by realtime, kvmclock frozen",
+    pause=("get-tsc-msrs", "get-clock"),
+    resume=("set-clock", "kvmclock-ctrl"),
+    save=("get-clock", "get-tsc-state", "get-tsc-khz"),
+    restore=("set-tsc-khz-or-warn", "set-tsc-state", "enable-pvclock"),
+    restore_resume=("set-clock-or-realtime", "kvmclock-ctrl"),
+    hides=frozenset({"pause"}),
+    sources=("[PATCH v2 0/3] RFC: Precise TSC migration <20201203171118.372391-1-mlevitsk@redhat.com>",),
+)
+
 POLICIES: dict[str, tuple[VmmPolicy, ...]] = {
-    "qemu": (VmmPolicy("qemu", "7.2", "QEMU"),),
-    "firecracker": (
-        VmmPolicy("firecracker", "1.12", "Firecracker before PR #5494"),
-        VmmPolicy("firecracker", "1.13", "Firecracker with PR #5494"),
-    ),
-    "cloud-hypervisor": (VmmPolicy("cloud-hypervisor", "msr-restore", "Cloud Hypervisor"),),
-    "upstream-doc": (VmmPolicy("upstream-doc", "5.16", "KVM documentation's algorithm"),),
-    "scale-aware": (VmmPolicy("scale-aware", "1", "documented algorithm with TSC scaling"),),
-    "tsc-state": (VmmPolicy("tsc-state", "v2", "KVM_{GET|SET}_TSC_STATE v2"),),
+    "qemu": (QEMU,),
+    "firecracker": (_FIRECRACKER, FIRECRACKER_FIXED),
+    "cloud-hypervisor": (CLOUD_HYPERVISOR_MSR, CLOUD_HYPERVISOR_OFFSETS, CLOUD_HYPERVISOR_SYNC),
+    "upstream-doc": (UPSTREAM_DOC,),
+    "scale-aware": (SCALE_AWARE,),
+    "tsc-state": (TSC_STATE,),
 }
 
 

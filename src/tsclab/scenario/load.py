@@ -63,10 +63,10 @@ _TOP_KEYS = (
     "guest", "hosts", "events", "expect",
 )  # fmt: skip
 _GUEST_KEYS = (
-    "vcpus", "clocksource", "kernels", "hz", "tsc_khz", "watchdog", "ntp", "epoch",
+    "vcpus", "clocksource", "kernels", "hz", "tsc_khz", "watchdog", "ntp", "rcu_busy", "epoch",
     "watchdog_thresh", "hung_task_timeout", "rcu_stall_timeout", "workload",
 )  # fmt: skip
-_WORKLOAD_KEYS = ("kind", "vcpu", "every", "clocks", "path", "name")
+_WORKLOAD_KEYS = ("kind", "vcpu", "every", "clocks", "path", "name", "phase")
 _HOST_KEYS = (
     "name", "tsc_khz", "drift_ppb", "uptime", "realtime_error", "scaling", "clocksource",
     "tsc_in_suspend", "kvm",
@@ -79,6 +79,7 @@ _WORKLOAD_ONLY: dict[str, tuple[WorkloadKind, ...]] = {
     "every": ("reader", "timer", "blocked-task"),
     "clocks": ("reader",),
     "path": ("reader",),
+    "phase": ("reader",),
     "name": ("timer",),
 }
 _EVENT_ONLY: dict[str, tuple[EventAction, ...]] = {
@@ -339,6 +340,7 @@ def _guest(guest: _Table) -> GuestSpec:
         tsc_khz=guest.integer("tsc_khz", 1, _MAX_TSC_KHZ, None),
         watchdog=guest.choice("watchdog", _WATCHDOGS, default("watchdog")),
         ntp=guest.boolean("ntp", default("ntp")),
+        rcu_busy=guest.boolean("rcu_busy", default("rcu_busy")),
         epoch_s=guest.integer("epoch", 0, _MAX_S, default("epoch_s")),
         watchdog_thresh_s=guest.integer("watchdog_thresh", 1, 60, default("watchdog_thresh_s")),
         hung_task_timeout_s=guest.integer("hung_task_timeout", 1, _MAX_S, default("hung_task_timeout_s")),
@@ -367,11 +369,20 @@ def _workloads(tables: list[_Table], vcpus: int) -> tuple[Workload, ...]:
                 )  # fmt: skip
             exclusive[vcpu] = table.where
         reader = kind == "reader"
+        every = 0 if kind == "idle" else table.duration("every", positive=True)
+        phase: int | None = None
+        if reader and table.has("phase"):
+            phase = table.duration("phase")
+            if phase >= every:
+                raise table.error(
+                    "phase", f"expected a duration shorter than every ({every} ns), got {phase} ns"
+                )
         workloads.append(
             Workload(
                 kind=kind,
                 vcpu=vcpu,
-                every_ns=0 if kind == "idle" else table.duration("every", positive=True),
+                every_ns=every,
+                phase_ns=phase,
                 clocks=(table.names("clocks", _check_clock, required=False, nonempty=True) or CLOCKS)
                 if reader
                 else (),

@@ -28,7 +28,8 @@ class Workload:
     """What one vCPU runs.
 
     ``reader``: a busy loop reading ``clocks`` through ``path`` every
-    ``every_ns`` of true time (the vCPU never idles).  ``timer``: a periodic
+    ``every_ns`` of true time (the vCPU never idles), starting ``phase_ns``
+    into the period (drawn from the seed unless given).  ``timer``: a periodic
     CLOCK_MONOTONIC timer of period ``every_ns`` (named ``name``).  ``idle``:
     the vCPU sleeps in NOHZ idle between its timers.  ``blocked-task``: a task
     in D state that wakes every ``every_ns`` of guest time.
@@ -40,6 +41,7 @@ class Workload:
     clocks: tuple[str, ...] = ()
     path: ReaderPath = "vdso"
     name: str = ""
+    phase_ns: int | None = None  # a reader's first read within its period; None: drawn from the seed
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,10 @@ class GuestSpec:
     tsc_khz: int | None = None  # the guest's TSC rate; None: the first host's
     watchdog: Watchdog = "hpet"  # the clocksource watchdog's reference counter
     ntp: bool = True  # an NTP daemon keeps the guest synchronised before the story starts
+    # RCU grace periods always in flight (a workload queueing callbacks:
+    # file, network or memory churn).  A quiet guest has none most of the
+    # time, and then no RCU stall can be reported after a pause.
+    rcu_busy: bool = False
     epoch_s: int = 1_767_225_600  # REALTIME at boot (2026-01-01T00:00:00Z)
     watchdog_thresh_s: int = 10  # kernel.watchdog_thresh
     hung_task_timeout_s: int = 120

@@ -24,6 +24,7 @@ class Sample:
     path: str  # "kernel" (the syscall) or "vdso"
     value_ns: int
     reader_path: str = ""  # the branch the reader took (e.g. "slow-path", "negative-clamp"); "" = plain
+    wrap_loss_ns: int = 0  # a wrapped delta*mult: how far the value fell short of the exact arithmetic
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class NtpState:
     t_ns: int
     unsync: bool
     maxerror_us: int
+    growth_us: int = 0  # how much one timekeeping update grew maxerror
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,17 @@ class Stall:
     vcpu: int
     where: str
     spins: int
+
+
+@dataclass(frozen=True, slots=True)
+class Interruption:
+    """A stretch of true time the guest's vCPUs did not run, and what it was."""
+
+    start_ns: int
+    end_ns: int
+    action: str  # the scenario event: pause, stop, snapshot, migrate, host-suspend
+    hidden: bool  # the VMM freezes kvmclock across it on purpose: MONOTONIC must not jump
+    nap: bool  # a nap the guest was put through: BOOTTIME should count it
 
 
 @dataclass(slots=True)
@@ -97,13 +110,9 @@ class RunTrace:
     timers: list[TimerFire] = field(default_factory=list)
     ntp: list[NtpState] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
-    # Time the guest was knowingly away (a nap its BOOTTIME should count):
-    # (start, end) true-time intervals of host suspend, snapshot age, downtime.
-    naps: list[tuple[int, int]] = field(default_factory=list)
-    # What the VMM policy promises for MONOTONIC across an interruption:
-    # "continuous" (it must not jump) or "elapsed" (it may jump by the time away).
-    monotonic_promise: str = "elapsed"
+    interruptions: list[Interruption] = field(default_factory=list)
     realtime_bound_ns: int = 0  # the REALTIME error a check tolerates
+    counter_bits: int = 64  # the width of the guest's clocksource counter
     skipped: str = ""  # non-empty: this combination does not apply; the reason
 
     def true_utc_ns(self, t_ns: int) -> int:

@@ -1,0 +1,257 @@
+"""One scenario under one kernel profile and one VMM policy, from boot to the end.
+
+The story: the guest boots at true time 0 on the scenario's first host,
+runs its workload, and goes through the scenario's events; each event is
+the VMM's (or the host's) steps in the policy's order, at the true times
+they take, with the guest's vCPUs stopped in between.  The run ends
+``settle`` after the last event.
+
+Events:
+
+* ``pause`` - the VMM stops the vCPUs (``policy.pause`` steps), waits,
+  then ``policy.resume`` and the vCPUs run;
+* ``stop`` - the VMM process is stopped (SIGSTOP): no step runs, every
+  counter runs on;
+* ``snapshot`` - pause and ``policy.save``; the VM is torn down; after the
+  duration a new VM on the target host gets ``policy.restore`` and
+  ``policy.restore_resume`` and the guest's memory (its pvclock pages);
+* ``migrate`` - the destination VM is created when pre-copy starts; the
+  guest runs through pre-copy, then stop-and-copy: pause and save on the
+  source, the downtime, restore on the destination;
+* ``host-suspend`` - KVM's PM notifier, the host sleeps, KVM's resume
+  path; the VMM does nothing (it is not told).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import partial
+
+from tsclab.arith import NSEC_PER_SEC
+from tsclab.host.hosts import HostClock
+from tsclab.host.kvm_vm import KvmVm
+from tsclab.host.vmm_policies import VmmPolicy, resolve_policy
+from tsclab.host.vmm_steps import SavedState, StepRunner
+from tsclab.kernel.profiles import get_profile
+from tsclab.scenario.model import Event, Scenario
+from tsclab.sim.engine import Engine
+from tsclab.sim.guest_kernel import GuestKernel
+from tsclab.sim.platform import Platform
+from tsclab.sim.trace import Interruption, RunTrace, TimelineEvent
+
+PRIO_VMM = 20  # at one instant, the guest's own events come first
+
+
+def event_end_ns(event: Event) -> int:
+    return event.at_ns + event.precopy_ns + event.duration_ns
+
+
+def run_end_ns(scenario: Scenario) -> int:
+    last = max((event_end_ns(e) for e in scenario.events), default=0)
+    return last + scenario.settle_ns
+
+
+def not_applicable(scenario: Scenario, policy: VmmPolicy) -> str:
+    """Why a combination cannot run, or ""."""
+    guest = scenario.guest
+    if not policy.emulated_timers:
+        for what, name in (("clocksource", guest.clocksource), ("watchdog", guest.watchdog)):
+            if name in ("hpet", "acpi_pm"):
+                return f"{policy.label} gives the guest no {name} (its {what})"
+    return ""
+
+
+class Run:
+    """The world of one combination: hosts, the current VM, the guest, the engine."""
+
+    def __init__(self, scenario: Scenario, kernel: str, vmm: str, seed: int) -> None:
+        self.scenario = scenario
+        self.policy = resolve_policy(vmm)
+        self.profile = get_profile(kernel)
+        guest = scenario.guest
+        self.trace = RunTrace(
+            scenario=scenario.name,
+            kernel=kernel,
+            vmm=self.policy.label,
+            seed=seed,
+            vcpus=guest.vcpus,
+            epoch_ns=guest.epoch_s * NSEC_PER_SEC,
+            realtime_bound_ns=scenario.realtime_bound_ns,
+        )
+        self.trace.skipped = not_applicable(scenario, self.policy)
+        self.engine = Engine(seed=seed)
+        self.hosts = {h.name: HostClock(h, self.trace.epoch_ns) for h in scenario.hosts}
+        self.host = self.hosts[scenario.hosts[0].name]
+
+    def log(self, t_ns: int, actor: str, text: str) -> None:
+        self.trace.events.append(TimelineEvent(t_ns, actor, "note", text))
+
+    def execute(self) -> RunTrace:
+        if self.trace.skipped:
+            return self.trace
+        spec = self.scenario.guest
+        self.kvm = KvmVm(self.host, spec.vcpus, 0, tsc_khz=spec.tsc_khz)
+        self.platform = Platform(self.kvm)
+        self.guest = GuestKernel(spec, self.profile, self.platform, self.engine, self.trace)
+        self.guest.start(spec.workload, self.engine.rng)
+        self.trace.boot_values = self.guest.boot_values()
+        for event in self.scenario.events:
+            self.engine.at(event.at_ns, partial(self._begin, event), priority=PRIO_VMM, label=event.action)
+        end = run_end_ns(self.scenario)
+        self.engine.run(until_ns=end)
+        self.trace.end_ns = end
+        self._flush_kvm_log()
+        self.trace.events.sort(key=lambda e: e.t_ns)  # stable: same-time entries keep their order
+        return self.trace
+
+    # --- events ------------------------------------------------------------
+
+    def _begin(self, event: Event) -> None:
+        t = self.engine.now
+        self.trace.events.append(TimelineEvent(t, "vmm", event.action, _describe(event)))
+        handler = {
+            "pause": self._pause,
+            "stop": self._stop,
+            "snapshot": self._snapshot,
+            "migrate": self._migrate,
+            "host-suspend": self._host_suspend,
+        }[event.action]
+        handler(event, t)
+
+    def _steps(self, event: Event) -> StepRunner:
+        return StepRunner(
+            lambda t, actor, text: self.log(t, actor, text), clock_realtime=event.clock_realtime
+        )
+
+    def _hidden(self, event: Event) -> bool:
+        return event.action in self.policy.hides and not event.clock_realtime
+
+    def _stop_guest(self, t: int, reason: str, *, devices: bool) -> None:
+        self.guest.vcpus_stopped(t, reason=reason)
+        if devices:
+            self.platform.devices.stop(t)
+
+    def _run_guest(self, t: int, reason: str) -> None:
+        self._flush_kvm_log()
+        self.platform.devices.start(t)
+        self.guest.vcpus_run(t, reason=reason)
+
+    def _interruption(self, start: int, end: int, event: Event, *, nap: bool) -> None:
+        self.trace.interruptions.append(Interruption(start, end, event.action, self._hidden(event), nap))
+
+    def _pause(self, event: Event, t: int) -> None:
+        self._stop_guest(t, "VMM pause", devices=self.policy.devices_stop_on_pause)
+        saved = SavedState()
+        steps = self._steps(event)
+        steps.run(self.policy.pause, self.kvm, saved, t)
+
+        def resume() -> None:
+            start = self.engine.now
+            done = steps.run(self.policy.resume, self.kvm, saved, start)
+            self._interruption(t, done, event, nap=False)
+            self._run_guest(done, "VMM resume")
+
+        self.engine.at(t + event.duration_ns, resume, priority=PRIO_VMM, label="resume")
+
+    def _stop(self, event: Event, t: int) -> None:
+        self._stop_guest(t, "VMM process stopped (SIGSTOP)", devices=False)
+
+        def cont() -> None:
+            self._interruption(t, self.engine.now, event, nap=False)
+            self._run_guest(self.engine.now, "SIGCONT")
+
+        self.engine.at(t + event.duration_ns, cont, priority=PRIO_VMM, label="cont")
+
+    def _save(self, event: Event, t: int) -> tuple[SavedState, StepRunner, int]:
+        """Pause, then capture the state and the guest's memory (its pvclock pages)."""
+        self._stop_guest(t, f"{event.action}: VM stopped", devices=True)
+        saved = SavedState()
+        steps = self._steps(event)
+        done = steps.run(self.policy.pause, self.kvm, saved, t)
+        done = steps.run(self.policy.save, self.kvm, saved, done)
+        saved.pvti = [None if page is None else replace(page) for page in self.kvm.pvti]
+        return saved, steps, done
+
+    def _restore(self, kvm: KvmVm, saved: SavedState, steps: StepRunner, t: int) -> int:
+        """Guest memory into ``kvm``, the policy's restore steps, and the last steps before running."""
+        self._flush_kvm_log()
+        for vcpu, page in enumerate(saved.pvti):
+            kvm.set_guest_memory_pvti(vcpu, page)
+        self.kvm = kvm
+        self.platform.attach(kvm)
+        done = steps.run(self.policy.restore, kvm, saved, t)
+        return steps.run(self.policy.restore_resume, kvm, saved, done)
+
+    def _snapshot(self, event: Event, t: int) -> None:
+        saved, steps, _ = self._save(event, t)
+        self._flush_kvm_log()
+        target = self.hosts[event.to] if event.to else self.host
+
+        def restore() -> None:
+            start = self.engine.now
+            self.host = target
+            kvm = KvmVm(target, self.scenario.guest.vcpus, start)
+            done = self._restore(kvm, saved, steps, start)
+            self._interruption(t, done, event, nap=True)
+            self._run_guest(done, f"restored on {target.name}")
+
+        self.engine.at(t + event.duration_ns, restore, priority=PRIO_VMM, label="restore")
+
+    def _migrate(self, event: Event, t: int) -> None:
+        target = self.hosts[event.to or self.host.name]
+        # The destination is started (-incoming) when migration begins.
+        destination = KvmVm(target, self.scenario.guest.vcpus, t)
+
+        def stop_and_copy() -> None:
+            stop = self.engine.now
+            saved, steps, _ = self._save(event, stop)
+
+            def switch_over() -> None:
+                start = self.engine.now
+                self.host = target
+                done = self._restore(destination, saved, steps, start)
+                self._interruption(stop, done, event, nap=True)
+                self._run_guest(done, f"migrated to {target.name}")
+
+            self.engine.at(stop + event.duration_ns, switch_over, priority=PRIO_VMM, label="switch-over")
+
+        self.engine.at(t + event.precopy_ns, stop_and_copy, priority=PRIO_VMM, label="stop-and-copy")
+
+    def _host_suspend(self, event: Event, t: int) -> None:
+        host, kvm = self.host, self.kvm
+        kvm.suspend_notifier(t)
+        self._stop_guest(t, f"host {host.name} suspends", devices=True)
+        host.suspend(t, event.duration_ns)
+
+        def wake() -> None:
+            now = self.engine.now
+            kvm.host_resumed(now)
+            self._interruption(t, now, event, nap=True)
+            self._run_guest(now, f"host {host.name} resumed")
+
+        self.engine.at(t + event.duration_ns, wake, priority=PRIO_VMM, label="host-resume")
+
+    def _flush_kvm_log(self) -> None:
+        """KVM's own log of ioctls and requests, onto the run's timeline."""
+        kvm = getattr(self, "kvm", None)
+        if kvm is None:
+            return
+        for t_ns, name, detail in kvm.log:
+            self.trace.events.append(TimelineEvent(t_ns, "kvm", name, detail))
+        kvm.log.clear()
+
+
+def _describe(event: Event) -> str:
+    parts = [f"for {event.duration_ns / NSEC_PER_SEC:g} s"]
+    if event.precopy_ns:
+        parts.append(f"after {event.precopy_ns / NSEC_PER_SEC:g} s of pre-copy")
+    if event.to:
+        parts.append(f"to {event.to}")
+    if event.clock_realtime:
+        parts.append("clock_realtime")
+    return ", ".join(parts)
+
+
+def run_combination(scenario: Scenario, kernel: str, vmm: str, seed: int = 0) -> RunTrace:
+    """Run one (kernel profile, VMM policy) combination of ``scenario``."""
+    return Run(scenario, kernel, vmm, seed).execute()
