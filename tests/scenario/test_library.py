@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from tsclab.arith import NSEC_PER_SEC
-from tsclab.check.verdict import RunResult
+from tsclab.check.verdict import RunResult, Verdict
 from tsclab.lab import combinations, expected_for, run_one, run_scenario
 from tsclab.scenario.library import builtin_names, load_builtin
 
@@ -30,7 +30,7 @@ def results() -> Results:
     return out
 
 
-def _verdict(result: RunResult, vid: str):  # type: ignore[no-untyped-def]
+def _verdict(result: RunResult, vid: str) -> Verdict:
     return next(v for v in result.verdicts if v.id == vid)
 
 
