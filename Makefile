@@ -39,6 +39,7 @@ test: lint typecheck pytest
 bench: $(VENV)/.installed
 	$(BIN)/python bench/reader_bench.py
 	$(BIN)/python bench/timekeeper_bench.py
+	$(BIN)/python bench/sim_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

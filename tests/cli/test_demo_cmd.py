@@ -1,17 +1,37 @@
-"""``tsclab demo``: the horizon overview."""
+"""``tsclab demo``: the horizon overview, then the seed's question run across kernels and VMMs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from tsclab.cli import main
+from tsclab.cli.main import cli
 
 
-def test_demo_lists_each_clocksource_with_a_consequence_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
+@pytest.fixture(scope="module")
+def demo_text(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    report = tmp_path_factory.mktemp("demo") / "report"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["demo", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    return result.output, report
+
+
+@pytest.fixture(scope="module")
+def demo_json(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    report = tmp_path_factory.mktemp("demo-json") / "report"
+    result = CliRunner().invoke(cli, ["demo", "--json", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.output)
+    return data
+
+
+def test_demo_lists_each_clocksource_with_a_consequence_line(demo_text: tuple[str, Path]) -> None:
+    out, _report = demo_text
     for label in ("tsc 2.5 GHz", "shift-23 band", "kvm-clock", "hpet 14.318 MHz", "acpi_pm"):
         assert label in out
     lines = out.splitlines()
@@ -24,10 +44,18 @@ def test_demo_lists_each_clocksource_with_a_consequence_line(capsys: pytest.Capt
         assert horizon in acpi
 
 
-def test_demo_shift_23_band_doubles_the_horizon(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    rows = {row["label"]: row for row in data["horizons"]}
+def test_demo_runs_the_seed_question_and_writes_the_report(demo_text: tuple[str, Path]) -> None:
+    out, report = demo_text
+    for name in ("seed-200s-migration", "seed-1200s-migration", "firecracker-5322-restore"):
+        assert f"{name}: " in out
+    assert "12 combinations: 12 pass" in out
+    assert out.rstrip().endswith(str(report / "index.html"))
+    assert (report / "index.html").is_file()
+    assert len(list(report.glob("*.png"))) == 28
+
+
+def test_demo_shift_23_band_doubles_the_horizon(demo_json: dict[str, Any]) -> None:
+    rows = {row["label"]: row for row in demo_json["horizons"]}
     fast = rows["tsc 2.5 GHz"]
     band = rows["tsc 2.0 GHz (shift-23 band)"]
     assert (fast["shift"], band["shift"]) == (24, 23)
@@ -35,12 +63,10 @@ def test_demo_shift_23_band_doubles_the_horizon(capsys: pytest.CaptureFixture[st
     assert band["legacy_overflow_backstep_ns"] == 1 << 41
 
 
-def test_demo_compares_raw_pauses_on_6_1_and_6_13(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--json"]) == 0
-    runs = json.loads(capsys.readouterr().out)["raw_pauses"]
-    by_key = {(r["kernel"], r["pause_ns"]): {a["id"] for a in r["anomalies"]} for r in runs}
-    day, twenty_min, minute = 86_400 * 10**9, 1_200 * 10**9, 60 * 10**9
-    assert "overflow-garbage" in by_key[("linux-6.1", twenty_min)]
-    assert "overflow-garbage" in by_key[("linux-6.1", day)]
-    assert "overflow-garbage" not in by_key[("linux-6.13", day)]
-    assert "overflow-garbage" not in by_key[("linux-6.1", minute)]
+def test_demo_json_has_each_combination_s_verdicts(demo_json: dict[str, Any]) -> None:
+    scenarios = {s["name"]: s for s in demo_json["runs"]["scenarios"]}
+    long_stop = {(c["kernel"], c["vmm"]): c for c in scenarios["seed-1200s-migration"]["combinations"]}
+    ids = {key: {v["id"] for v in c["verdicts"]} for key, c in long_stop.items()}
+    assert "overflow-garbage" in ids[("linux-6.1", "tsc-state@v2")]
+    assert "overflow-garbage" not in ids[("linux-6.10", "tsc-state@v2")]
+    assert all(c["check"] == "pass" for s in scenarios.values() for c in s["combinations"])

@@ -68,6 +68,11 @@ def run_all(
     return runs
 
 
+def render_matrices(runs: list[tuple[Scenario, list[RunResult]]]) -> str:
+    """Only the verdict matrices, one per scenario."""
+    return "\n".join(render_matrix(scenario, results) + "\n" for scenario, results in runs)
+
+
 def render_runs(runs: list[tuple[Scenario, list[RunResult]]]) -> str:
     parts = []
     for scenario, results in runs:
