@@ -25,7 +25,7 @@ whole sample period, the hrtimer is certainly first; if ktime stood still
 was), which comes first depends on where both timers were in their periods.
 
 Clocksource watchdog (``kernel/time/clocksource.c`` ``clocksource_watchdog``,
-6.3+ and the 6.1.y stable backport): every ``WATCHDOG_INTERVAL`` (HZ/2
+6.8+ and its stable backports, 6.1.y among them): every ``WATCHDOG_INTERVAL`` (HZ/2
 jiffies) it compares each watched clocksource with the watchdog; when
 ``max(cs_nsec, wd_nsec)`` exceeds ``WATCHDOG_INTERVAL_MAX_NS`` (two
 intervals, 1 s) it skips the comparison, printing "Long readout interval"

@@ -30,7 +30,8 @@ Version boundaries (all x86-64 guests):
 * shadow update - from 6.13 ``timekeeping_update_from_shadow()`` holds
   kernel readers off before the vDSO page is written.
 * clocksource watchdog - ``interval-skip``: a watchdog interval over 1 s
-  skips the skew check ("Long readout interval", 6.3+; also in Debian 12's
+  skips the skew check ("Long readout interval", 644649553508 in 6.8,
+  tagged for stable; also in Debian 12's
   6.1.192, a stable backport, seen on a real guest).  Its delta to ns -
   ``wrapping``: ``clocksource_cyc2ns()``, a u64 ``delta * mult``;
   ``safe``: ``cycles_to_nsec_safe()``, 128-bit past ``max_cycles`` (6.10+;
@@ -113,7 +114,7 @@ LINUX_6_1 = replace(
     name="linux-6.1",
     version=(6, 1),
     summary="LTS 6.1 (Debian 12): wrapping reader, before the overflow protection",
-    # As Debian 12 ships it (6.1.192): the 6.3 interval skip and the 6.10
+    # As Debian 12 ships it (6.1.192): the 6.8 interval skip and the 6.10
     # overflow-safe watchdog conversion are backported (seen on a real guest).
     watchdog="interval-skip",
     watchdog_delta="safe",
