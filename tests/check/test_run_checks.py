@@ -8,7 +8,9 @@ A sample "on time" reads exactly its boot value plus its true time.
 
 from __future__ import annotations
 
-from tsclab.check.run_checks import judge
+import pytest
+
+from tsclab.check.run_checks import _ms, judge
 from tsclab.check.verdict import VERDICT_IDS, Verdict
 from tsclab.sim.trace import (
     Interruption,
@@ -84,7 +86,7 @@ def test_same_vcpu_step_back_is_one_verdict_per_clock_with_the_largest_step() ->
             "MONOTONIC",
             3 * MS,
             "ns",
-            "vCPU 0 read MONOTONIC 0.500 ms lower than before",
+            "vCPU 0 read MONOTONIC 500.000 us lower than before",  # 0.5 ms: under 1 ms, in us
         ),
     )
 
@@ -115,7 +117,7 @@ def test_cross_vcpu_read_below_an_earlier_read_on_another_vcpu() -> None:
             "MONOTONIC",
             25 * US,
             "ns",
-            "vCPU 1 read MONOTONIC 0.025 ms below a read on vCPU 0",
+            "vCPU 1 read MONOTONIC 25.000 us below a read on vCPU 0",  # 25 us: under 1 ms, in us
         ),
     )
 
@@ -133,6 +135,51 @@ def test_cross_vcpu_same_instant_reads_count() -> None:
     samples = [mono(5 * MS, 0, 5 * MS), mono(5 * MS, 1, 5 * MS - 40)]
     (verdict,) = run(make_trace(samples=samples))
     assert (verdict.id, verdict.t_ns, verdict.vcpu, verdict.magnitude) == ("time-backwards", 5 * MS, 1, 40)
+
+
+@pytest.mark.parametrize("lower_first", [False, True])
+def test_cross_vcpu_same_instant_step_back_whatever_the_recording_order(lower_first: bool) -> None:
+    # vCPU 1 reads 40 ns below vCPU 0 at the same true time: the same verdict whichever was recorded first.
+    higher, lower = mono(5 * MS, 0, 5 * MS), mono(5 * MS, 1, 5 * MS - 40)
+    samples = [lower, higher] if lower_first else [higher, lower]
+    assert run(make_trace(samples=samples)) == (
+        Verdict(
+            "time-backwards",
+            5 * MS,
+            1,
+            "MONOTONIC",
+            40,
+            "ns",
+            "vCPU 1 read MONOTONIC 40 ns below a read on vCPU 0",
+        ),
+    )
+
+
+def test_same_instant_reads_that_agree_are_no_step_back() -> None:
+    samples = [
+        mono(5 * MS, 1, 5 * MS),
+        mono(5 * MS, 0, 5 * MS),
+        mono(6 * MS, 0, 6 * MS),
+        mono(6 * MS, 1, 6 * MS),
+    ]
+    assert run(make_trace(samples=samples)) == ()
+
+
+def test_a_read_below_its_own_vcpus_last_is_reported_once_as_such() -> None:
+    # vCPU 1 reads 10 ms at 1 ms; at 2 ms vCPU 0 reads 12 ms and vCPU 1 9 ms: 1 ms below its own last
+    # read, and 3 ms below vCPU 0's.  It is a same-vCPU step back of 1 ms, not also a 3 ms cross-vCPU one.
+    samples = [mono(1 * MS, 1, 10 * MS), mono(2 * MS, 1, 9 * MS), mono(2 * MS, 0, 12 * MS)]
+    assert run(make_trace(samples=samples)) == (
+        Verdict(
+            "time-backwards",
+            2 * MS,
+            1,
+            "MONOTONIC",
+            1 * MS,
+            "ns",
+            "vCPU 1 read MONOTONIC 1.000 ms lower than before",
+        ),
+    )
 
 
 def test_a_vcpu_running_behind_is_one_verdict() -> None:
@@ -231,6 +278,67 @@ def test_wrap_loss_does_not_count_time_the_vmm_hid() -> None:
     shown = Interruption(1 * S, 3 * S, "stop", hidden=False, nap=False)
     (verdict,) = run(make_trace(samples=samples, counter_bits=32, interruptions=[shown]))
     assert (verdict.id, verdict.magnitude) == ("wrap-loss", 2 * S)
+
+
+def test_wrap_loss_does_not_count_time_the_counter_stood_still() -> None:
+    # An emulated counter standing still for 2 s (1 s -> 3 s, e.g. an HPET while the host slept): MONOTONIC
+    # reading 2 s at 4 s is on time.  A read 2 ms lower than that is a loss.
+    stood_still = [(1 * S, 3 * S)]
+    on_time = [mono(1 * S, 0, 1 * S), mono(4 * S, 0, 2 * S)]
+    assert ids(make_trace(samples=on_time, counter_bits=32, counter_stopped=stood_still)) == []
+    behind = [mono(1 * S, 0, 1 * S), mono(4 * S, 0, 2 * S - 2 * MS)]
+    (verdict,) = run(make_trace(samples=behind, counter_bits=32, counter_stopped=stood_still))
+    assert (verdict.id, verdict.magnitude) == ("wrap-loss", 2 * MS)
+
+
+def test_wrap_loss_counts_hidden_and_stood_still_time_once() -> None:
+    # Hidden 1 s -> 3 s, the counter still 2 s -> 4 s, and still again 6 s -> 7 s: their union is
+    # 1 s -> 4 s and 6 s -> 7 s, 4 s in all (not 5 s).  Read at 10 s: 6 s expected; 5.998 s is 2 ms behind.
+    hidden = Interruption(1 * S, 3 * S, "pause", hidden=True, nap=False)
+    samples = [mono(1 * S, 0, 1 * S), mono(10 * S, 0, 6 * S - 2 * MS)]
+    trace = make_trace(
+        samples=samples,
+        counter_bits=32,
+        interruptions=[hidden],
+        counter_stopped=[(2 * S, 4 * S), (6 * S, 7 * S)],
+    )
+    (verdict,) = run(trace)
+    assert (verdict.id, verdict.magnitude) == ("wrap-loss", 2 * MS)
+    assert verdict.event == "MONOTONIC on vCPU 0 is 2.000 ms behind at the end of the run"
+
+
+def test_wrap_loss_counts_only_stood_still_time_before_the_last_read() -> None:
+    # The counter stood still 3 s -> 8 s; the last read at 5 s owes only the 2 s up to it: 3 s expected.
+    samples = [mono(1 * S, 0, 1 * S), mono(5 * S, 0, 3 * S - 2 * MS)]
+    (verdict,) = run(make_trace(samples=samples, counter_bits=24, counter_stopped=[(3 * S, 8 * S)]))
+    assert (verdict.id, verdict.magnitude) == ("wrap-loss", 2 * MS)
+
+
+# --- durations in words ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (0, "0 ns"),
+        (999, "999 ns"),
+        (-40, "-40 ns"),
+        (1_000, "1.000 us"),
+        (25_000, "25.000 us"),
+        (999_499, "999.499 us"),
+        # Rounded half up at the unit the rounded figure reaches: never "1000.000 us".
+        (999_999, "1.000 ms"),
+        (999_999_999, "1.000 s"),
+        (-500_000, "-500.000 us"),
+        (1_000_000, "1.000 ms"),
+        (123_456_789, "123.457 ms"),
+        (1_000_000_000, "1.000 s"),
+        (-3_000_000_000, "-3.000 s"),
+        (42_949_672_960, "42.950 s"),
+    ],
+)
+def test_durations_are_written_at_a_unit_that_shows_them(ns: int, text: str) -> None:
+    assert _ms(ns) == text
 
 
 # --- time-frozen ----------------------------------------------------------------------------

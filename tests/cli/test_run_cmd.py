@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tests.report.test_html_chromium import DumpedDom, find_chromium
+from tests.report.test_html_chromium import find_chromium, open_in_chromium
 from tests.scenario.test_fuzz import BASE_TEXT, _garble, _mutate, dump
 from tsclab.cli import main
 from tsclab.scenario.library import builtin_names
@@ -113,6 +113,9 @@ def test_kernel_and_vmm_overrides(capsys: pytest.CaptureFixture[str], tmp_path: 
         (["run", SHORT, "--vmm", "firecracker@0.1"], "unknown version '0.1' of VMM policy 'firecracker'"),
         (["run", SHORT, "--seed", "-1"], "--seed"),
         (["scenarios", "nope"], "nope: name: no such built-in scenario"),
+        (["run", SHORT, "--json", "/nonexistent/x.json"], "--json /nonexistent/x.json: /nonexistent is not"),
+        (["run", SHORT, "--report", "/proc/no/report"], "--report /proc/no/report: cannot create it"),
+        (["demo", "--report", "/proc/no/report"], "--report /proc/no/report: cannot create it"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(
@@ -194,31 +197,11 @@ def test_fuzzed_malformed_files_exit_2_without_a_traceback(data: st.DataObject) 
 
 
 def test_report_of_a_real_run_opens_in_chromium(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    chromium = find_chromium()
+    find_chromium()
     report = tmp_path / "report"
     assert main(["run", SHORT, "--report", str(report)]) == 0
     assert f"report written to {report / 'index.html'}" in capsys.readouterr().out
-    proc = subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            (report / "index.html").as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    dom = DumpedDom()
-    dom.feed(proc.stdout)
+    dom = open_in_chromium(report / "index.html", tmp_path)
     assert dom.matrix_tables == 1
     assert dom.plots == 4
     assert dom.body.get("data-plots-loaded") == "4"

@@ -273,24 +273,36 @@ def test_tsc_state_moves_the_tsc_on_by_the_realtime_elapsed() -> None:
 # --- TSC rate ------------------------------------------------------------------------------
 
 
-def test_get_tsc_khz_saves_vcpu_0s_rate() -> None:
+def test_get_tsc_khz_saves_vcpu_0s_rate_in_one_ioctl() -> None:
     saved = SavedState()
-    StepRunner(Log()).run(("get-tsc-khz",), make_vm(khz=2_100_000), saved, 0)
+    done = StepRunner(Log()).run(("get-tsc-khz",), make_vm(khz=2_100_000), saved, 0)
     assert saved.tsc_khz == 2_100_000
+    assert done == IOCTL_NS  # KVM_GET_TSC_KHZ is an ioctl like any other
 
 
 def test_set_tsc_khz_or_warn_sets_a_different_rate_on_every_vcpu() -> None:
     dst = make_vm(name="dst", khz=3_000_000)
     done = StepRunner(Log()).run(("set-tsc-khz-or-warn",), dst, SavedState(tsc_khz=KHZ), 1 * S)
-    assert done == 1 * S + 2 * IOCTL_NS
+    # Per vCPU: KVM_GET_TSC_KHZ (3 GHz, not the saved 2.5 GHz), then KVM_SET_TSC_KHZ: 2 x 2 ioctls.
+    assert done == 1 * S + 4 * IOCTL_NS
+    assert kvm_calls(dst) == [
+        (1 * S + IOCTL_NS, "KVM_SET_TSC_KHZ"),
+        (1 * S + 3 * IOCTL_NS, "KVM_SET_TSC_KHZ"),
+    ]
     assert (dst.get_tsc_khz(0), dst.get_tsc_khz(1)) == (KHZ, KHZ)
 
 
-@pytest.mark.parametrize("saved_khz", [None, KHZ])
-def test_set_tsc_khz_or_warn_does_nothing_when_unknown_or_equal(saved_khz: int | None) -> None:
+@pytest.mark.parametrize(
+    ("saved_khz", "reads"),
+    [
+        (None, 0),  # nothing saved: not even a read
+        (KHZ, 2),  # each vCPU's rate read (one KVM_GET_TSC_KHZ each) and found equal: nothing set
+    ],
+)
+def test_set_tsc_khz_or_warn_sets_nothing_when_unknown_or_equal(saved_khz: int | None, reads: int) -> None:
     dst = make_vm(name="dst")
     done = StepRunner(Log()).run(("set-tsc-khz-or-warn",), dst, SavedState(tsc_khz=saved_khz), 1 * S)
-    assert done == 1 * S
+    assert done == 1 * S + reads * IOCTL_NS
     assert kvm_calls(dst) == []
 
 
@@ -300,16 +312,39 @@ def test_set_tsc_khz_refused_without_scaling_is_a_warning_and_the_restore_goes_o
     saved = SavedState(tsc_khz=2_000_000, tsc={0: 123_456_789_000})
     log = Log()
     done = StepRunner(log).run(("set-tsc-khz-or-warn", "set-tsc-msrs"), dst, saved, 6 * S)
+    # KVM_GET_TSC_KHZ at 6 s, the refused KVM_SET_TSC_KHZ at 6 s + 10 us; the warning once it returned.
+    assert kvm_calls(dst, 6 * S) == [
+        (6 * S + IOCTL_NS, "KVM_SET_TSC_KHZ"),
+        (6 * S + 2 * IOCTL_NS, "KVM_SET_MSRS"),
+    ]
     assert log.lines == [
         (
-            6 * S + IOCTL_NS,
+            6 * S + 2 * IOCTL_NS,
             "vmm",
-            "set-tsc-khz-or-warn failed, carrying on: KVM_SET_TSC_KHZ: EINVAL "
+            "TSC frequency mismatch on vCPU 0, carrying on: KVM_SET_TSC_KHZ: EINVAL "
             "(vcpu0 2000000 kHz: user requested TSC rate below hardware speed)",
         )
     ]
-    assert done == 6 * S + 2 * IOCTL_NS
-    assert dst.guest_tsc(0, 6 * S + IOCTL_NS) == 123_456_789_000  # the TSC write went through
+    # The get, the refused set, the MSR write: 3 ioctls.
+    assert done == 6 * S + 3 * IOCTL_NS
+    assert dst.guest_tsc(0, 6 * S + 2 * IOCTL_NS) == 123_456_789_000  # the TSC write went through
+
+
+def test_set_tsc_khz_or_warn_asks_every_vcpu_after_a_refusal() -> None:
+    # Two vCPUs, no scaling, 2.0 GHz asked of a 2.5 GHz host: vCPU 0 refused, vCPU 1 asked all the same.
+    dst = make_vm(name="dst", scaling="none", t_ns=5 * S)
+    log = Log()
+    t0 = 6 * S
+    done = StepRunner(log).run(("set-tsc-khz-or-warn",), dst, SavedState(tsc_khz=2_000_000), t0)
+    refusal = "KVM_SET_TSC_KHZ: EINVAL (vcpu{} 2000000 kHz: user requested TSC rate below hardware speed)"
+    # vCPU 0: get at t0, set at t0 + 10 us, warned at t0 + 20 us; vCPU 1: get at t0 + 20 us, set at
+    # t0 + 30 us, warned at t0 + 40 us.
+    assert log.lines == [
+        (t0 + 2 * IOCTL_NS, "vmm", "TSC frequency mismatch on vCPU 0, carrying on: " + refusal.format(0)),
+        (t0 + 4 * IOCTL_NS, "vmm", "TSC frequency mismatch on vCPU 1, carrying on: " + refusal.format(1)),
+    ]
+    assert kvm_calls(dst, t0) == [(t0 + IOCTL_NS, "KVM_SET_TSC_KHZ"), (t0 + 3 * IOCTL_NS, "KVM_SET_TSC_KHZ")]
+    assert done == t0 + 4 * IOCTL_NS
 
 
 @pytest.mark.parametrize(
@@ -324,8 +359,11 @@ def test_set_tsc_khz_refused_without_scaling_is_a_warning_and_the_restore_goes_o
 )
 def test_set_tsc_khz_beyond_250ppm(saved_khz: int, after: int) -> None:
     dst = make_vm(name="dst")
-    StepRunner(Log()).run(("set-tsc-khz-beyond-250ppm",), dst, SavedState(tsc_khz=saved_khz), 1 * S)
+    done = StepRunner(Log()).run(("set-tsc-khz-beyond-250ppm",), dst, SavedState(tsc_khz=saved_khz), 1 * S)
     assert (dst.get_tsc_khz(0), dst.get_tsc_khz(1)) == (after, after)
+    # vCPU 0's rate read first (one ioctl); beyond the tolerance, set-tsc-khz-or-warn's get and set on
+    # each of the 2 vCPUs follow (4 more).
+    assert done == 1 * S + (1 if after == KHZ else 5) * IOCTL_NS
 
 
 # --- TSC by offset ------------------------------------------------------------------------------
@@ -448,12 +486,36 @@ def test_equalize_tsc_offsets_gives_every_vcpu_vcpu_0s_offset() -> None:
     dst, _, done = per_vcpu_offsets_restore()
     vcpu0 = dst.get_tsc_offset(0)
     after = StepRunner(Log()).run(("equalize-tsc-offsets",), dst, SavedState(), done)
-    assert after == done + IOCTL_NS  # one write: vCPU 1
+    # The read of vCPU 0's offset (one ioctl), then a write to every vCPU, vCPU 0 included (two more).
+    assert after == done + 3 * IOCTL_NS
+    assert kvm_calls(dst, done) == [
+        (done + IOCTL_NS, "KVM_SET_DEVICE_ATTR"),
+        (done + 2 * IOCTL_NS, "KVM_SET_DEVICE_ATTR"),
+    ]
     assert dst.get_tsc_offset(1) == dst.get_tsc_offset(0) == vcpu0
     assert dst.guest_tsc(0, after) == dst.guest_tsc(1, after)
 
 
-def test_equalize_on_one_vcpu_writes_nothing() -> None:
+def test_equalize_tsc_offsets_brings_the_master_clock_back() -> None:
+    dst, _, done = per_vcpu_offsets_restore()
+    for v in range(2):
+        dst.vcpu_run(v, done)
+    assert not dst.use_master_clock  # the per-vCPU offsets differ (see above)
+    after = StepRunner(Log()).run(("equalize-tsc-offsets",), dst, SavedState(), done)
+    # vCPU 0's write differs from the last one written (vCPU 1's offset): a new generation; vCPU 1's,
+    # the same offset again, matches it. Both vCPUs in one generation: KVM 6.8 asks for a master
+    # clock update, and the next entry turns it on.
+    details = [detail for t, name, detail in dst.log if t > done and name == "KVM_SET_DEVICE_ATTR"]
+    assert [d.rsplit(", ", 1)[1] for d in details] == ["new generation", "matched"]
+    for v in range(2):
+        dst.vcpu_run(v, after)
+    assert dst.use_master_clock
+
+
+def test_equalize_on_one_vcpu_rewrites_its_own_offset() -> None:
     vm = make_vm(vcpus=1)
-    assert StepRunner(Log()).run(("equalize-tsc-offsets",), vm, SavedState(), 3 * S) == 3 * S
-    assert kvm_calls(vm) == []
+    offset = vm.get_tsc_offset(0)
+    # The read, then the write of the same offset back to vCPU 0: 2 ioctls, and nothing changes.
+    assert StepRunner(Log()).run(("equalize-tsc-offsets",), vm, SavedState(), 3 * S) == 3 * S + 2 * IOCTL_NS
+    assert kvm_calls(vm) == [(3 * S + IOCTL_NS, "KVM_SET_DEVICE_ATTR")]
+    assert vm.get_tsc_offset(0) == offset

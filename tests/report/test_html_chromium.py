@@ -49,19 +49,17 @@ class DumpedDom(HTMLParser):
             self.matrix_tables += 1
 
 
-def test_chromium_loads_every_plot(tmp_path: Path) -> None:
-    chromium = find_chromium()
-    scenario, results = two_by_two(samples=5_000)
-    index = write_report(tmp_path / "report", [(scenario, results)], seed=7)
+def open_in_chromium(index: Path, work: Path) -> DumpedDom:
+    """Load ``index`` in headless Chromium, let its scripts run, and parse the DOM it ends with."""
     proc = subprocess.run(
         [
-            chromium,
+            find_chromium(),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
             "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={work / 'profile'}",
             "--virtual-time-budget=10000",
             "--dump-dom",
             index.as_uri(),
@@ -75,7 +73,15 @@ def test_chromium_loads_every_plot(tmp_path: Path) -> None:
     dom = DumpedDom()
     dom.feed(proc.stdout)
     dom.close()
+    return dom
+
+
+def test_chromium_loads_every_plot(tmp_path: Path) -> None:
+    find_chromium()
+    scenario, results = two_by_two(samples=5_000)
+    index = write_report(tmp_path / "report", [(scenario, results)], seed=7)
+    dom = open_in_chromium(index, tmp_path)
     assert dom.matrix_tables == 1
     assert dom.plots == 3  # one per combination that ran
-    assert dom.body.get("data-plots-loaded") == str(dom.plots), proc.stdout[-500:]
+    assert dom.body.get("data-plots-loaded") == str(dom.plots)
     assert dom.body.get("data-matrix-cells") == "4"

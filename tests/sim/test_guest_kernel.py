@@ -35,6 +35,7 @@ from tsclab.sim.guest_kernel import (
     CLOCKEVENT_MIN_TICKS,
     TSC_DIVISOR,
     GuestKernel,
+    HrTimer,
     wheel_bucket_expiry,
 )
 from tsclab.sim.platform import Platform
@@ -70,18 +71,57 @@ def test_wheel_higher_levels_round_up_to_their_granularity() -> None:
     assert wheel_bucket_expiry(1_000 + 100, 1_000) == 1_104  # level 1: (1100 >> 3) + 1 = 138, * 8
 
 
-def test_wheel_deepest_level_is_8() -> None:
-    # 2**40 jiffies ahead: past level 8's start (63 << 21), granularity 8**8 = 2**24.
-    assert wheel_bucket_expiry(1 << 40, 0) == (1 << 40) + (1 << 24)
+# LVL_START(LVL_DEPTH) = 63 << 3 * (LVL_DEPTH - 1): WHEEL_TIMEOUT_CUTOFF; LVL_DEPTH is 9 at HZ > 100, 8 at
+# HZ <= 100.  WHEEL_TIMEOUT_MAX = the cutoff less the last level's granularity, 1 << 3 * (LVL_DEPTH - 1).
+CUTOFF = {250: 63 << 24, 100: 63 << 21}
+TIMEOUT_MAX = {250: 62 << 24, 100: 62 << 21}
 
 
-@given(now=st.integers(0, 1 << 40), delta=st.integers(1, 1 << 33))
-def test_wheel_never_fires_early_and_at_most_one_bucket_late(now: int, delta: int) -> None:
+def test_wheel_deepest_level_is_8_at_hz_250() -> None:
+    # Just under the cutoff: level 8, granularity 8**8 = 2**24; (expires >> 24) + 1, << 24.
+    assert wheel_bucket_expiry(CUTOFF[250] - 1, 0) == CUTOFF[250]
+    assert wheel_bucket_expiry(CUTOFF[250] - 1, 0, hz=1000) == CUTOFF[250]
+    # Level 8 starts at LVL_START(8) = 63 << 21: (63 << 21 >> 24) + 1 = 8, << 24.
+    assert wheel_bucket_expiry(63 << 21, 0) == 8 << 24
+
+
+def test_wheel_deepest_level_is_7_at_hz_100() -> None:
+    # 8 levels: the last is level 7, granularity 8**7 = 2**21, up to the cutoff 63 << 21.
+    assert wheel_bucket_expiry(CUTOFF[100] - 1, 0, hz=100) == CUTOFF[100]
+    assert wheel_bucket_expiry(63 << 18, 0, hz=100) == 8 << 21  # level 7 from 63 << 18
+
+
+def test_wheel_caps_a_timeout_past_the_cutoff_at_hz_250() -> None:
+    # delta >= 63 << 24: expires = now + WHEEL_TIMEOUT_MAX (62 << 24), then level 8 rounds it up a bucket.
+    assert wheel_bucket_expiry(1 << 40, 0) == 63 << 24
+    assert wheel_bucket_expiry(CUTOFF[250], 0) == 63 << 24  # the cutoff itself is capped
+    # From now = 5: 5 + (62 << 24), rounded up to the next 2**24: 63 << 24 again.
+    assert wheel_bucket_expiry(5 + (1 << 40), 5) == 63 << 24
+    # From now = 2**24: 63 << 24, a multiple of 2**24, still goes up by one bucket: 64 << 24.
+    assert wheel_bucket_expiry((1 << 24) + (1 << 40), 1 << 24) == 64 << 24
+
+
+def test_wheel_caps_a_timeout_past_the_cutoff_at_hz_100() -> None:
+    # 8 levels: cutoff 63 << 21, WHEEL_TIMEOUT_MAX 62 << 21, last level's granularity 2**21.
+    assert wheel_bucket_expiry(1 << 40, 0, hz=100) == 63 << 21
+    assert wheel_bucket_expiry(CUTOFF[100], 0, hz=100) == 63 << 21
+    # The same delta at HZ 250 is under that wheel's cutoff: level 8, not capped.
+    assert wheel_bucket_expiry(CUTOFF[100], 0) == ((CUTOFF[100] >> 24) + 1) << 24
+
+
+@given(now=st.integers(0, 1 << 40), delta=st.integers(1, 1 << 33), hz=st.sampled_from([100, 250, 1000]))
+def test_wheel_never_fires_early_and_at_most_one_bucket_late(now: int, delta: int, hz: int) -> None:
+    cutoff, timeout_max = CUTOFF[min(hz, 250)], TIMEOUT_MAX[min(hz, 250)]
     expires = now + delta
-    bucket = wheel_bucket_expiry(expires, now)
-    assert bucket > expires
-    # The granularity 8**level is at most delta * 8 / 63 (level n starts at 63 * 8**(n-1)).
-    assert bucket - expires <= max(1, delta * 8 // 63)
+    bucket = wheel_bucket_expiry(expires, now, hz)
+    if delta < cutoff:
+        assert bucket > expires
+        # The granularity 8**level is at most delta * 8 / 63 (level n starts at 63 * 8**(n-1)).
+        assert bucket - expires <= max(1, delta * 8 // 63)
+    else:
+        # Capped: now + WHEEL_TIMEOUT_MAX rounded up by at most the last level's granularity (the
+        # cutoff minus WHEEL_TIMEOUT_MAX) - so never later than the timer was due.
+        assert timeout_max < bucket - now <= cutoff <= delta
 
 
 # --- a guest built by hand ------------------------------------------------------------------
@@ -382,6 +422,53 @@ def test_hrtimer_forward_fires_an_overdue_timer_once_and_its_lateness_excludes_s
     # 0.95 s past due, all of it stopped: no lateness in running time.
     assert overdue.late_ns == 0
     assert all(f.late_ns < 1 * US for f in fires)
+
+
+def test_a_timer_across_a_hidden_pause_is_not_late() -> None:
+    # A 1 s timer fires at 1 s and is re-armed then for 2 s; QEMU pauses the VM from 1.9 s for 5 s and
+    # freezes kvmclock, so the guest still owes 0.1 s when the vCPUs run again at 6.90002 s (after
+    # QEMU's SET_CLOCK and KVMCLOCK_CTRL) and the timer fires near 7 s.
+    wl = Workload("timer", 0, every_ns=1 * S, name="app")
+    trace = run_combination(scenario(wl, events=(Event(1_900 * MS, "pause", 5 * S),)), KERNEL, "qemu")
+    (cut,) = trace.interruptions
+    assert (cut.start_ns, cut.end_ns) == (1_900 * MS, 6_900 * MS + 20 * US)
+    first, second = (f for f in trace.timers if f.name == "app" and f.t_ns < 7_500 * MS)
+    assert abs(first.t_ns - 1 * S) < 1 * US
+    assert abs(second.t_ns - 7 * S) < 100 * US
+    assert abs(second.due_true_ns - 2 * S) <= 5  # armed at 1 s for 1 s
+    # Running time since arming: (~7 s - 1 s) less the 5.00002 s stopped = under the 1 s period: on
+    # time.  (Measured from the due 2 s instead, ~5 s less the 4.90002 s stopped after it, it would
+    # wrongly read 0.1 s late.)
+    assert second.late_ns == 0
+
+
+def test_timer_lateness_is_running_time_since_arming_past_the_period() -> None:
+    guest, _, trace, _ = build(start=False)
+    # A timer armed at true time 1 s for 1 s; the vCPUs stopped from 1.9 s to 6.9 s.
+    timer = HrTimer(
+        2 * S, 0, "app", 1 * S, lambda _v, _kt: None, armed_true=1 * S, armed_kt=1 * S, report=True
+    )
+    guest.platform.stop_vcpus(1_900 * MS)
+    guest.platform.start_vcpus(6_900 * MS)
+    for fired in (6_950 * MS, 7 * S, 7_300 * MS):
+        guest.t = fired
+        guest._record_fire(0, timer)
+    # Running: 0.95 s (floored at 0), exactly 1 s (0), 1.3 s (0.3 s late); due is armed + period throughout.
+    assert [(f.t_ns, f.due_true_ns, f.late_ns) for f in trace.timers] == [
+        (6_950 * MS, 2 * S, 0),
+        (7 * S, 2 * S, 0),
+        (7_300 * MS, 2 * S, 300 * MS),
+    ]
+
+
+def test_a_clocksource_switch_lowers_the_counter_width() -> None:
+    guest, _, trace, _ = build(clocksource="tsc", watchdog="hpet", start=False)
+    assert trace.counter_bits == 64
+    assert guest.wd_cs is not None
+    guest.switch_clocksource(guest.wd_cs)  # the watchdog's switch to the HPET
+    assert (guest.clock.name, trace.counter_bits) == ("hpet", 32)
+    guest.switch_clocksource(guest.tsc_cs)  # back to a 64-bit counter: the narrowest one run on stays
+    assert trace.counter_bits == 32
 
 
 def test_ntp_unsync_after_a_nine_hour_stop() -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import pytest
 
+from tsclab.check.verdict import RunResult
 from tsclab.host.vmm_policies import resolve_policy
 from tsclab.host.vmm_steps import IOCTL_NS
+from tsclab.lab import run_one
+from tsclab.scenario.library import load_builtin
 from tsclab.scenario.model import (
     Event,
     GuestClocksource,
@@ -177,16 +180,17 @@ def test_stop_runs_no_vmm_code_and_every_counter_runs_on() -> None:
 def test_qemu_snapshot_restored_on_the_same_host() -> None:
     run, trace = execute(Event(AT, "snapshot", DURATION))
     restore = AT + DURATION
-    # set-tsc-khz-or-warn: same rate, no ioctl; set-tsc-msrs 2, enable-pvclock 2, set-clock 1,
-    # kvmclock-ctrl 2: 7 ioctls.
-    end = restore + 7 * IOCTL_NS
+    # set-tsc-khz-or-warn: KVM_GET_TSC_KHZ on each of 2 vCPUs, the same rate so no set: 2 ioctls;
+    # set-tsc-msrs 2, enable-pvclock 2, set-clock 1, kvmclock-ctrl 2: 9 ioctls.
+    end = restore + 9 * IOCTL_NS
     assert trace.interruptions == [Interruption(AT, end, "snapshot", hidden=True, nap=True)]
     assert (restore, "KVM_CREATE_VM") in calls(trace, "kvm", restore, restore)
     assert run.host is run.hosts["host"]
     assert run.kvm.host is run.hosts["host"]
     # The save's KVM_GET_CLOCK (after pause's 2 MSR reads and its own get-clock) came at 1 s + 30 us; the
-    # restore's KVM_SET_CLOCK at 3 s + 40 us: MONOTONIC lags by the 2.00001 s between.
-    assert abs(monotonic_lag(trace, end) - (restore + 4 * IOCTL_NS - (AT + 3 * IOCTL_NS))) <= 5
+    # restore's KVM_SET_CLOCK after 2 rate reads, 2 MSR writes and 2 pvclock enables, at 3 s + 60 us:
+    # MONOTONIC lags by the 2.00003 s between.
+    assert abs(monotonic_lag(trace, end) - (restore + 6 * IOCTL_NS - (AT + 3 * IOCTL_NS))) <= 5
 
 
 def test_snapshot_with_clock_realtime_is_not_hidden() -> None:
@@ -212,7 +216,7 @@ def test_snapshot_restored_on_another_host() -> None:
 def test_migrate() -> None:
     run, trace = execute(Event(AT, "migrate", DURATION, to="dst", precopy_ns=1 * S))
     stop = AT + 1 * S
-    end = stop + DURATION + 7 * IOCTL_NS  # the same restore steps as a snapshot
+    end = stop + DURATION + 9 * IOCTL_NS  # the same restore steps as a snapshot
     assert trace.interruptions == [Interruption(stop, end, "migrate", hidden=True, nap=True)]
     # The destination VM is created when pre-copy starts; the guest runs on through pre-copy.
     assert TimelineEvent(AT, "kvm", "KVM_CREATE_VM", "host dst, KVM 6.8") in trace.events
@@ -235,14 +239,17 @@ def test_a_refused_ioctl_is_a_note_and_the_migration_completes() -> None:
     assert notes == [
         (
             "vmm",
-            "set-tsc-khz-or-warn failed, carrying on: KVM_SET_TSC_KHZ: EINVAL "
+            "TSC frequency mismatch on vCPU 0, carrying on: KVM_SET_TSC_KHZ: EINVAL "
             "(vcpu0 2500000 kHz: user requested TSC rate below hardware speed)",
         )
     ]
     (cut,) = trace.interruptions
-    # The refused KVM_SET_TSC_KHZ is an ioctl all the same, then set-tsc-msrs, enable-pvclock,
-    # set-clock and kvmclock-ctrl on the one vCPU: 5 ioctls.
-    assert cut.end_ns == 2 * S + DURATION + 5 * IOCTL_NS
+    # KVM_GET_TSC_KHZ (3 GHz here), the refused KVM_SET_TSC_KHZ - an ioctl all the same - then
+    # set-tsc-msrs, enable-pvclock, set-clock and kvmclock-ctrl on the one vCPU: 6 ioctls.
+    assert cut.end_ns == 2 * S + DURATION + 6 * IOCTL_NS
+    # The warning is logged when the refused ioctl returns, 2 ioctls into the restore.
+    (warning,) = [e for e in trace.events if e.kind == "note"]
+    assert warning.t_ns == 2 * S + DURATION + 2 * IOCTL_NS
     assert any(s.t_ns >= cut.end_ns for s in trace.samples)
 
 
@@ -300,3 +307,148 @@ def test_unknown_policy_and_profile_are_refused() -> None:
         run_combination(scenario, KERNEL, "vmware")
     with pytest.raises(ValueError, match="unknown kernel profile"):
         run_combination(scenario, "linux-2.6", "qemu")
+
+
+def test_an_event_starting_as_the_previous_ends_waits_for_its_resume() -> None:
+    """Pause 1 s at 1 s, then a 1 s stop 'at 2 s': QEMU's resume steps end at 2.00002 s."""
+    scenario = Scenario(
+        name="back-to-back",
+        description="two events back to back",
+        guest=GuestSpec(
+            vcpus=1,
+            clocksource="kvm-clock",
+            kernels=(KERNEL,),
+            watchdog="none",
+            workload=(Workload("reader", 0, every_ns=100 * MS, phase_ns=0),),
+        ),
+        hosts=(HostSpec("h", 2_500_000),),
+        vmms=("qemu",),
+        events=(Event(1 * S, "pause", 1 * S), Event(2 * S, "stop", 1 * S)),
+        settle_ns=1 * S,
+    )
+    trace = run_one(scenario, KERNEL, "qemu", 0).trace
+    pause, stop = trace.interruptions
+    # QEMU's resume: SET_CLOCK and one KVMCLOCK_CTRL, 10 us each.
+    resumed = 2 * S + 2 * IOCTL_NS
+    assert (pause.start_ns, pause.end_ns) == (1 * S, resumed)
+    # The stop waits for the vCPUs to run again, then lasts its full second: the two never overlap.
+    assert (stop.start_ns, stop.end_ns) == (resumed, resumed + 1 * S)
+    vmm = [(e.t_ns, e.kind, e.detail) for e in trace.events if e.actor in ("vmm", "guest")]
+    assert vmm == [
+        (1 * S, "pause", "for 1 s"),
+        (1 * S, "vcpus-stopped", "VMM pause"),
+        (2 * S, "note", "stop waits for the previous operation to finish"),
+        (resumed, "vcpus-run", "VMM resume"),
+        (resumed, "stop", "for 1 s"),
+        (resumed, "vcpus-stopped", "VMM process stopped (SIGSTOP)"),
+        (resumed + 1 * S, "vcpus-run", "SIGCONT"),
+    ]
+    # No reads while stopped, and one reader chain afterwards (every 100 ms, no doubles).
+    reads = [s.t_ns for s in trace.samples if s.clock == "MONOTONIC"]
+    assert not [t for t in reads if resumed < t < resumed + 1 * S]
+    after = [t for t in reads if t > resumed + 1 * S]
+    assert len(after) == len(set(after))
+
+
+# --- the clocksource counter: its width and when it stood still -------------------------------------
+
+
+def test_a_switch_to_the_hpet_lowers_the_counter_width_to_32_bits() -> None:
+    # A 15 min host sleep under KVM 5.10 (no PM notifier): the guest's TSC jumps, its HPET does not, and
+    # linux-5.10's watchdog marks the TSC unstable and switches to the 32-bit HPET.
+    trace = run_one(load_builtin("host-sleep-tsc-unstable"), "linux-5.10", "qemu", 0).trace
+    assert "clocksource: Switched to clocksource hpet" in [m.text for m in trace.messages]
+    assert trace.counter_bits == 32  # booted on the 64-bit TSC
+
+
+def hpet_guest(event: Event) -> RunResult:
+    """2 vCPUs on QEMU's HPET (100 MHz, 32 bits: it wraps every 2**32 * 10 ns = 42.94967296 s),
+    watched by the ACPI PM timer."""
+    return run_one(make_scenario(event, clocksource="hpet", watchdog="acpi_pm"), KERNEL, "qemu", 0)
+
+
+def test_no_wrap_loss_for_an_hpet_guest_when_the_host_sleeps() -> None:
+    # QEMU's device clock stands still for the host's 5 s sleep, and the HPET with it: MONOTONIC ends
+    # 5 s behind true time, but no wrap swallowed anything.
+    result = hpet_guest(Event(AT, "host-suspend", 5 * S))
+    trace = result.trace
+    assert trace.counter_bits == 32
+    assert trace.counter_stopped == [(AT, AT + 5 * S)]
+    last = [s for s in trace.samples if s.clock == "MONOTONIC"][-1]
+    assert last.t_ns - last.value_ns == 5 * S
+    assert "wrap-loss" not in result.ids
+
+
+def test_wrap_loss_for_an_hpet_guest_stopped_past_a_wrap() -> None:
+    # A 46 s SIGSTOP: the device clock (and so the HPET) runs on through it; one wrap is swallowed.
+    result = hpet_guest(Event(AT, "stop", 46 * S))
+    assert result.trace.counter_stopped == []
+    (loss,) = [v for v in result.verdicts if v.id == "wrap-loss"]
+    assert loss.magnitude == (1 << 32) * 10  # one HPET wrap: 42.949672960 s
+    # The last MONOTONIC read of the run (at its end, 48 s) is vCPU 1's.
+    assert (loss.t_ns, loss.vcpu) == (48 * S, 1)
+    assert loss.event == "MONOTONIC on vCPU 1 is 42.950 s behind at the end of the run"
+
+
+def test_counter_stopped_only_for_an_emulated_clocksource() -> None:
+    # The same host sleep stops QEMU's device clock, but a kvm-clock guest does not count on it.
+    run, trace = execute(Event(AT, "host-suspend", 5 * S))
+    assert run.platform.devices.stopped == [(AT, AT + 5 * S)]
+    assert trace.counter_stopped == []
+
+
+def test_counter_stops_count_only_while_the_guest_reads_the_device_counter() -> None:
+    """host-sleep-tsc-unstable on 5.10: the 900 s sleep passed on the TSC; a later stop on the HPET."""
+    from dataclasses import replace
+
+    from tsclab.arith import NSEC_PER_SEC as S
+    from tsclab.lab import run_one
+    from tsclab.scenario.library import load_builtin
+    from tsclab.scenario.model import Event
+
+    scenario = load_builtin("host-sleep-tsc-unstable")
+    plain = run_one(scenario, "linux-5.10", "qemu", 0)
+    # The guest ran on the TSC while the host slept (the HPET stood still
+    # then, but timekeeping did not read it): nothing to excuse.
+    assert plain.trace.counter_stopped == []
+    # The switch to the HPET cost a few ms - not a wrap (less than half of one).
+    assert "wrap-loss" not in plain.ids
+    assert plain.trace.counter_wrap_ns == (1 << 32) * 10  # QEMU's 100 MHz HPET
+    # A 46 s SIGSTOP after the switch loses one HPET wrap for good.
+    later = replace(scenario, events=(*scenario.events, Event(940 * S, "stop", 46 * S)))
+    loss = next(v for v in run_one(later, "linux-5.10", "qemu", 0).verdicts if v.id == "wrap-loss")
+    assert abs(loss.magnitude - (1 << 32) * 10) < 10_000_000
+
+
+def test_an_event_delayed_past_the_planned_end_still_finishes_and_settles() -> None:
+    """Pause 1 s at 1 s, stop 1 s 'at 2 s', settle 0: the stop waits 20 us, so SIGCONT is at 3.00002 s."""
+    from dataclasses import replace
+
+    from tsclab.arith import NSEC_PER_SEC as S
+    from tsclab.lab import run_one
+    from tsclab.scenario.model import Event, GuestSpec, HostSpec, Scenario, Workload
+
+    scenario = Scenario(
+        name="late-end",
+        description="an event delayed past the planned end",
+        guest=GuestSpec(
+            vcpus=1,
+            clocksource="kvm-clock",
+            kernels=("linux-6.13",),
+            watchdog="none",
+            workload=(Workload("reader", 0, every_ns=100_000_000, phase_ns=0),),
+        ),
+        hosts=(HostSpec("h", 2_500_000),),
+        vmms=("qemu",),
+        events=(Event(1 * S, "pause", 1 * S), Event(2 * S, "stop", 1 * S)),
+        settle_ns=0,
+    )
+    trace = run_one(scenario, "linux-6.13", "qemu", 0).trace
+    assert [(i.action, i.end_ns) for i in trace.interruptions] == [
+        ("pause", 2 * S + 20_000),
+        ("stop", 3 * S + 20_000),
+    ]
+    assert trace.end_ns == 3 * S + 20_000
+    # With a settle long enough to cover the delay, the planned end stands.
+    settled = run_one(replace(scenario, settle_ns=1 * S), "linux-6.13", "qemu", 0).trace
+    assert settled.end_ns == 4 * S

@@ -11,7 +11,8 @@ event and the largest magnitude seen.  Thresholds:
   apart in running time that returned the same value;
 * ``wrap-loss``: MONOTONIC behind by ``LOSS_THRESHOLD_NS`` or more at the end
   of the run, on a counter narrower than 64 bits or after a negative-motion
-  clamp - time the counter's wraps swallowed;
+  clamp - time the counter's wraps swallowed (time the VMM hid, or the
+  emulated counter stood still, is not counted as lost);
 * ``realtime-error``: REALTIME off true UTC by more than the scenario's bound;
 * ``boottime-missing-nap``: BOOTTIME advanced less than a nap's length by
   more than that bound;
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from tsclab.arith import NSEC_PER_SEC
 from tsclab.check.verdict import VERDICT_IDS, Verdict
@@ -65,65 +67,105 @@ def judge(trace: RunTrace, *, timer_late_bound_ns: int) -> tuple[Verdict, ...]:
     return tuple(sorted(found, key=lambda v: (order[v.id], v.t_ns, v.clock or "", v.vcpu or 0)))
 
 
-def _worst(
-    vid: str, hits: Iterable[tuple[Sample | None, int, str, int, int | None, str | None]]
-) -> Iterator[Verdict]:
+class Hit(NamedTuple):
+    """One offending read or event, before hits are folded into a verdict."""
+
+    magnitude: int
+    text: str
+    t_ns: int
+    vcpu: int | None
+    clock: str | None
+
+
+def _worst(vid: str, hits: Iterable[Hit]) -> Iterator[Verdict]:
     """One verdict per clock: the first hit's event, the largest magnitude."""
-    first: dict[str | None, tuple[int, int | None, str]] = {}
+    first: dict[str | None, Hit] = {}
     worst: dict[str | None, int] = defaultdict(int)
-    unit = "ns"
-    for _sample, magnitude, text, t_ns, vcpu, clock in hits:
-        first.setdefault(clock, (t_ns, vcpu, text))
-        worst[clock] = max(worst[clock], magnitude)
-    for clock, (t_ns, vcpu, text) in first.items():
-        yield Verdict(vid, t_ns, vcpu, clock, worst[clock], unit, text)
+    for hit in hits:
+        first.setdefault(hit.clock, hit)
+        worst[hit.clock] = max(worst[hit.clock], hit.magnitude)
+    for clock, hit in first.items():
+        yield Verdict(vid, hit.t_ns, hit.vcpu, clock, worst[clock], "ns", hit.text)
+
+
+_UNITS = ((NSEC_PER_SEC, "s"), (1_000_000, "ms"), (1_000, "us"))
 
 
 def _ms(ns: int) -> str:
-    return f"{ns / 1e6:.3f} ms" if abs(ns) < NSEC_PER_SEC else f"{ns / NSEC_PER_SEC:.3f} s"
+    """A duration in words: three decimals, rounded half up, at the largest unit the rounded
+    figure reaches (999 999 999 ns is "1.000 s", not "1000.000 ms"); integer arithmetic only."""
+    size = abs(ns)
+    sign = "-" if ns < 0 else ""
+    for scale, unit in _UNITS:
+        thousandths = (size * 1000 + scale // 2) // scale
+        if thousandths >= 1000:
+            whole, part = divmod(thousandths, 1000)
+            return f"{sign}{whole}.{part:03d} {unit}"
+    return f"{ns} ns"
 
 
 # --- clock values -------------------------------------------------------------
 
 
 def _backwards(samples: list[Sample]) -> Iterator[Verdict]:
-    def hits() -> Iterator[tuple[Sample | None, int, str, int, int | None, str | None]]:
+    """Steps back on one vCPU; and across vCPUs, against reads at earlier or the same true time.
+
+    Reads at one instant are compared whatever order they were recorded in:
+    two vCPUs reading different values at the same moment means a task
+    moving from the higher to the lower would see time go back.
+    """
+
+    def hits() -> Iterator[Hit]:
         last: dict[tuple[str, int], int] = {}
-        # Per clock and vCPU, the highest value read so far (at this or an earlier true time).
-        highest: dict[str, dict[int, int]] = defaultdict(dict)
-        for s in samples:
-            own = last.get((s.clock, s.vcpu))
-            if own is not None and s.value_ns < own:
-                step = own - s.value_ns
-                yield (
-                    s,
-                    step,
-                    f"vCPU {s.vcpu} read {s.clock} {_ms(step)} lower than before",
-                    s.t_ns,
-                    s.vcpu,
-                    s.clock,
-                )
-            else:
-                others = [(v, value) for v, value in highest[s.clock].items() if v != s.vcpu]
-                if others:
-                    vcpu, value = max(others, key=lambda item: item[1])
-                    if s.value_ns < value:
-                        step = value - s.value_ns
-                        text = f"vCPU {s.vcpu} read {s.clock} {_ms(step)} below a read on vCPU {vcpu}"
-                        yield s, step, text, s.t_ns, s.vcpu, s.clock
-            last[(s.clock, s.vcpu)] = s.value_ns
-            seen = highest[s.clock]
-            seen[s.vcpu] = max(seen.get(s.vcpu, s.value_ns), s.value_ns)
+        highest: dict[str, dict[int, int]] = defaultdict(dict)  # clock -> vCPU -> highest read so far
+        group: list[Sample] = []
+        for s in [*samples, None]:
+            if group and (s is None or s.t_ns != group[0].t_ns):
+                yield from _judge_instant(group, last, highest)
+                group = []
+            if s is not None:
+                group.append(s)
 
     return _worst("time-backwards", hits())
+
+
+def _judge_instant(
+    group: list[Sample], last: dict[tuple[str, int], int], highest: dict[str, dict[int, int]]
+) -> Iterator[Hit]:
+    """Reads taken at one true time: against their own vCPU's last read, then every other vCPU's
+    highest read so far, this instant's included."""
+    at_instant: dict[str, dict[int, int]] = defaultdict(dict)
+    stepped_back: set[int] = set()
+    for i, s in enumerate(group):
+        own = last.get((s.clock, s.vcpu))
+        if own is not None and s.value_ns < own:
+            stepped_back.add(i)
+            step = own - s.value_ns
+            yield Hit(
+                step, f"vCPU {s.vcpu} read {s.clock} {_ms(step)} lower than before", s.t_ns, s.vcpu, s.clock
+            )
+        last[(s.clock, s.vcpu)] = s.value_ns
+        seen = at_instant[s.clock]
+        seen[s.vcpu] = max(seen.get(s.vcpu, s.value_ns), s.value_ns)
+    for clock, seen in at_instant.items():
+        for vcpu, value in seen.items():
+            highest[clock][vcpu] = max(highest[clock].get(vcpu, value), value)
+    for i, s in enumerate(group):
+        if i in stepped_back:
+            continue
+        rivals = [(value, v) for v, value in highest[s.clock].items() if v != s.vcpu and value > s.value_ns]
+        if rivals:
+            value, vcpu = max(rivals)
+            step = value - s.value_ns
+            text = f"vCPU {s.vcpu} read {s.clock} {_ms(step)} below a read on vCPU {vcpu}"
+            yield Hit(step, text, s.t_ns, s.vcpu, s.clock)
 
 
 def _overflow(samples: list[Sample]) -> Iterator[Verdict]:
     return _worst(
         "overflow-garbage",
         (
-            (
-                s,
+            Hit(
                 s.wrap_loss_ns,
                 f"{s.path} read of {s.clock} wrapped: short by {_ms(s.wrap_loss_ns)}",
                 s.t_ns,
@@ -136,22 +178,34 @@ def _overflow(samples: list[Sample]) -> Iterator[Verdict]:
     )
 
 
-def _hidden_before(trace: RunTrace, t_ns: int) -> int:
-    """Time the VMM deliberately hid from MONOTONIC before ``t_ns``."""
-    return sum(
-        min(i.end_ns, t_ns) - i.start_ns for i in trace.interruptions if i.hidden and i.start_ns < t_ns
-    )
+def _unseen_before(trace: RunTrace, t_ns: int) -> int:
+    """True time before ``t_ns`` that MONOTONIC was never meant to count: what the VMM hid
+    on purpose, or what the clocksource counter itself stood still through (their union)."""
+    spans = sorted([(i.start_ns, i.end_ns) for i in trace.interruptions if i.hidden] + trace.counter_stopped)
+    total, reach = 0, -1
+    for start, end in spans:
+        begin, finish = max(start, reach), min(end, t_ns)
+        if finish > begin:
+            total += finish - begin
+        reach = max(reach, finish)
+    return total
 
 
 def _wrap_loss(trace: RunTrace) -> Iterator[Verdict]:
+    """Behind at the end by what wraps swallow: at least half a wrap of a narrow counter
+    (a wrap is lost whole), or after a negative-motion clamp, ``LOSS_THRESHOLD_NS``."""
     mono = [s for s in trace.samples if s.clock == "MONOTONIC"]
     clamped = any(s.reader_path == "negative-clamp" for s in mono)
-    if not mono or not (trace.counter_bits < 64 or clamped):
+    narrow = trace.counter_bits < 64
+    if not mono or not (narrow or clamped):
         return
     last = mono[-1]
-    expected = trace.boot_values["MONOTONIC"] + last.t_ns - _hidden_before(trace, last.t_ns)
+    expected = trace.boot_values["MONOTONIC"] + last.t_ns - _unseen_before(trace, last.t_ns)
     loss = expected - last.value_ns
-    if loss >= LOSS_THRESHOLD_NS:
+    threshold = (
+        max(LOSS_THRESHOLD_NS, trace.counter_wrap_ns // 2) if narrow and not clamped else LOSS_THRESHOLD_NS
+    )
+    if loss >= threshold:
         text = f"MONOTONIC on vCPU {last.vcpu} is {_ms(loss)} behind at the end of the run"
         yield Verdict("wrap-loss", last.t_ns, last.vcpu, "MONOTONIC", loss, "ns", text)
 
@@ -179,17 +233,12 @@ def _frozen(trace: RunTrace) -> Iterator[Verdict]:
         for vcpu, start in since.items():
             yield start, last[vcpu]
 
-    def hits() -> Iterator[tuple[Sample | None, int, str, int, int | None, str | None]]:
+    def hits() -> Iterator[Hit]:
         for start, end in sorted(stretches(), key=lambda pair: pair[0].t_ns):
             ran = end.t_ns - start.t_ns - _stopped_between(trace, start.t_ns, end.t_ns)
             if ran >= FROZEN_MIN_NS:
-                yield (
-                    end,
-                    ran,
-                    f"MONOTONIC on vCPU {end.vcpu} stuck for {_ms(ran)}",
-                    start.t_ns,
-                    end.vcpu,
-                    end.clock,
+                yield Hit(
+                    ran, f"MONOTONIC on vCPU {end.vcpu} stuck for {_ms(ran)}", start.t_ns, end.vcpu, end.clock
                 )
 
     return _worst("time-frozen", hits())
@@ -200,7 +249,7 @@ def _realtime(trace: RunTrace) -> Iterator[Verdict]:
     return _worst(
         "realtime-error",
         (
-            (s, abs(err), f"REALTIME {_ms(err)} off true UTC on vCPU {s.vcpu}", s.t_ns, s.vcpu, s.clock)
+            Hit(abs(err), f"REALTIME {_ms(err)} off true UTC on vCPU {s.vcpu}", s.t_ns, s.vcpu, s.clock)
             for s in trace.samples
             if s.clock == "REALTIME" and abs(err := s.value_ns - trace.true_utc_ns(s.t_ns)) > bound
         ),

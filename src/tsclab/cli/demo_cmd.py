@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from tsclab.cli.run_cmd import render_matrices, run_all
+from tsclab.cli.run_cmd import check_outputs, render_matrices, run_all
 from tsclab.report.html_report import write_report
 from tsclab.report.pause_horizons import overview_record, render_overview
 from tsclab.report.run_json import run_record
@@ -41,6 +41,7 @@ DEFAULT_REPORT_DIR = Path("tsclab-demo-report")
 )
 def demo_command(as_json: bool, report_dir: Path, jobs: int | None) -> int:
     """The seed's question: pause horizons, then long migration stops across kernels and VMMs."""
+    check_outputs(None, report_dir)
     scenarios = [load_builtin(name) for name in DEMO_SCENARIOS]
     runs = run_all(scenarios, (), (), 0, jobs)
     index = write_report(report_dir, runs, 0)

@@ -7,6 +7,7 @@ Exit codes: 0 done (and, with ``--check``, every expectation met); 1 with
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,21 @@ def _check_names(kernels: tuple[str, ...], vmms: tuple[str, ...]) -> None:
             resolve_policy(vmm)
     except (UnknownProfileError, UnknownPolicyError) as err:
         raise click.UsageError(str(err)) from None
+
+
+def check_outputs(json_path: Path | None, report_dir: Path | None) -> None:
+    """Refuse, before any run, an output that cannot be written."""
+    if json_path is not None:
+        parent = json_path.parent
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise click.UsageError(f"--json {json_path}: {parent} is not a writable directory")
+    if report_dir is not None:
+        try:
+            report_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise click.UsageError(f"--report {report_dir}: cannot create it ({err.strerror})") from None
+        if not os.access(report_dir, os.W_OK):
+            raise click.UsageError(f"--report {report_dir}: not writable")
 
 
 def load_all(args: tuple[str, ...]) -> list[Scenario]:
@@ -129,6 +145,7 @@ def run_command(
 ) -> int:
     """Run SCENARIO files (or built-in scenario names) and print each verdict matrix."""
     _check_names(kernels, vmms)
+    check_outputs(json_path, report_dir)
     scenarios = load_all(scenario_args)
     runs = run_all(scenarios, kernels, vmms, seed, jobs)
     click.echo(render_runs(runs), nl=False)

@@ -139,17 +139,12 @@ UPSTREAM_DOC = VmmPolicy(
     devices_stop_on_pause=False,
     sources=("Documentation/virt/kvm/devices/vcpu.rst section 4",),
 )
-SCALE_AWARE = VmmPolicy(
+SCALE_AWARE = replace(
+    UPSTREAM_DOC,
     name="scale-aware",
     version="1",
     summary="the documented algorithm with TSC scaling: rate set first, offsets from scaled TSCs",
-    pause=(),
-    resume=(),
-    save=("get-clock", "get-tsc-offsets", "get-tsc-khz"),
     restore=("set-tsc-khz-or-warn", "enable-pvclock", "set-clock-realtime", "set-tsc-offsets-scaled"),
-    restore_resume=(),
-    emulated_timers=False,
-    devices_stop_on_pause=False,
     sources=("David Woodhouse, KVM_VCPU_TSC_SCALE RFC, 13 Sep 2023",),
 )
 TSC_STATE = VmmPolicy(

@@ -153,19 +153,27 @@ class StepRunner:
     # --- TSC rate --------------------------------------------------------
 
     def _get_tsc_khz(self, kvm: KvmVm, saved: SavedState) -> None:
+        self._tick()
         saved.tsc_khz = kvm.get_tsc_khz(0)
 
     def _set_tsc_khz_or_warn(self, kvm: KvmVm, saved: SavedState) -> None:
-        """Ask for the source's rate where it differs; a refusal is a warning (QEMU)."""
-        if saved.tsc_khz is None or saved.tsc_khz == kvm.get_tsc_khz(0):
+        """Ask for the source's rate on each vCPU where it differs; a refusal is a warning (QEMU)."""
+        if saved.tsc_khz is None:
             return
         for vcpu in range(kvm.nr_vcpus):
-            kvm.set_tsc_khz(vcpu, saved.tsc_khz, self._tick())
+            self._tick()
+            if kvm.get_tsc_khz(vcpu) == saved.tsc_khz:
+                continue
+            try:
+                kvm.set_tsc_khz(vcpu, saved.tsc_khz, self._tick())
+            except KvmError as err:
+                self.log(self.t, "vmm", f"TSC frequency mismatch on vCPU {vcpu}, carrying on: {err}")
 
     def _set_tsc_khz_beyond_tolerance(self, kvm: KvmVm, saved: SavedState) -> None:
         """Firecracker: set the rate only when it differs by more than 250 ppm."""
         if saved.tsc_khz is None:
             return
+        self._tick()
         here = kvm.get_tsc_khz(0)
         if abs(here - saved.tsc_khz) * 1_000_000 <= TSC_KHZ_TOLERANCE_PPM * saved.tsc_khz:
             return
@@ -225,7 +233,12 @@ class StepRunner:
             kvm.set_tsc_offset(vcpu, offset, self._tick())
 
     def _equalize_tsc_offsets(self, kvm: KvmVm, _saved: SavedState) -> None:
-        """Cloud Hypervisor #8437 (and Firecracker #6200): vCPU 0's offset on every vCPU."""
+        """Cloud Hypervisor #8437 (and Firecracker #6200): vCPU 0's offset written to every vCPU.
+
+        vCPU 0 included: KVM matches a write against the last one written, so
+        the same value on every vCPU in turn is one generation, all matched.
+        """
+        self._tick()
         offset = kvm.get_tsc_offset(0)
-        for vcpu in range(1, kvm.nr_vcpus):
+        for vcpu in range(kvm.nr_vcpus):
             kvm.set_tsc_offset(vcpu, offset, self._tick())

@@ -96,7 +96,7 @@ class Event:
     to: str | None = None
     precopy_ns: int = 0
     clock_realtime: bool = False  # the VMM asks KVM_SET_CLOCK to add the elapsed realtime
-    unresponsive: bool = False  # the guest does not answer a nap request
+    unresponsive: bool = False  # the guest does not answer a nap request (read only by policies that ask one)
 
 
 @dataclass(frozen=True, slots=True)

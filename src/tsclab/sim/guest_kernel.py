@@ -49,6 +49,7 @@ from tsclab.clocksource.registration import clocks_calc_mult_shift
 from tsclab.kernel.cs_watchdog import ClocksourceWatchdog
 from tsclab.kernel.hung_task import BlockedTask, HungTaskDetector
 from tsclab.kernel.kvmclock import KvmclockGuest
+from tsclab.kernel.lockup_rules import counter_wrap_ns
 from tsclab.kernel.ntp import ADJ_MAXERROR, ADJ_STATUS, STA_PLL, STA_UNSYNC, NtpState, Timex
 from tsclab.kernel.profiles import KernelProfile
 from tsclab.kernel.rcu_stall import RcuStallDetector, RcuStallVariant
@@ -110,14 +111,25 @@ _VDSO_IDS = {
 _LVL_BITS, _LVL_CLK_SHIFT = 6, 3
 
 
-def wheel_bucket_expiry(expires: int, now: int) -> int:
-    """``calc_wheel_index()``: the jiffy a timer due at ``expires`` actually fires at."""
+def wheel_bucket_expiry(expires: int, now: int, hz: int = 250) -> int:
+    """``calc_wheel_index()``: the jiffy a timer due at ``expires`` actually fires at.
+
+    Every level rounds up to its granularity, level 0 included (``(expires
+    >> shift) + 1``), so a timer never fires early.  Past the last level
+    (8 levels at HZ <= 100, else 9) the timeout is capped at
+    ``WHEEL_TIMEOUT_MAX``.
+    """
+    depth = 8 if hz <= 100 else 9
     delta = expires - now
+    cutoff = ((1 << _LVL_BITS) - 1) << ((depth - 1) * _LVL_CLK_SHIFT)  # LVL_START(LVL_DEPTH)
+    if delta >= cutoff:
+        expires = now + cutoff - (1 << ((depth - 1) * _LVL_CLK_SHIFT))  # WHEEL_TIMEOUT_MAX
+        delta = expires - now
     level = 0
-    while level < 8 and delta >= ((1 << _LVL_BITS) - 1) << (level * _LVL_CLK_SHIFT):
+    while level < depth - 1 and delta >= ((1 << _LVL_BITS) - 1) << (level * _LVL_CLK_SHIFT):
         level += 1
     shift = level * _LVL_CLK_SHIFT
-    return ((expires + (1 << shift)) >> shift) << shift if level else expires + 1
+    return ((expires >> shift) + 1) << shift
 
 
 @dataclass(order=True)
@@ -182,7 +194,7 @@ class GuestKernel:
         self.tsc_cs = counter_kind("tsc").register(self._calibrated_tsc_khz())
         self.clock = self._register_clocksource(spec.clocksource)
         self.wd_cs: Clocksource | None = self._watchdog_clocksource(spec.watchdog)
-        trace.counter_bits = self.clock.mask.bit_length()
+        self._note_counter(self.clock)
         self.ntp = NtpState(hz=spec.hz)
         self.tkg = Timekeeping(
             self.clock,
@@ -328,9 +340,22 @@ class GuestKernel:
     def _update_vsyscall(self, tk: Timekeeper, _action: int) -> None:
         update_vsyscall(tk, self.vdso, self._vdso_mode, self.profile)
 
+    def _note_counter(self, cs: Clocksource) -> None:
+        """The narrowest counter timekeeping ran on is what the wrap-loss check judges by."""
+        bits = cs.mask.bit_length()
+        if bits < self.trace.counter_bits:
+            self.trace.counter_bits = bits
+            self.trace.counter_wrap_ns = counter_wrap_ns(cs.freq_hz, bits) if bits < 64 else 0
+
+    @property
+    def on_device_counter(self) -> bool:
+        """Timekeeping reads an emulated counter (HPET, ACPI PM), which the VMM's device clock drives."""
+        return self.clock.name in ("hpet", "acpi_pm")
+
     def switch_clocksource(self, cs: Clocksource) -> None:
         """The watchdog's work: ``change_clocksource()`` to the best remaining one."""
         self.clock = cs
+        self._note_counter(cs)
         self.tkg.change_clocksource(cs)
         self._vdso_mode = vdso_clock_mode_for(cs)
         self._update_vsyscall(self.tkg.tk, 0)
@@ -434,10 +459,16 @@ class GuestKernel:
         self.softlockup[vcpu].touch()
 
     def _record_fire(self, vcpu: int, timer: HrTimer) -> None:
-        """Lateness in running time: true time past due, less time the vCPUs were stopped."""
-        due = timer.armed_true + (timer.expires - timer.armed_kt)
-        late = self.t - due - self.platform.stopped_ns_between(due, self.t) if self.t > due else 0
-        self.trace.timers.append(TimerFire(self.t, vcpu, timer.name, due, max(late, 0)))
+        """Lateness in running time: the running time since it was armed, past its period.
+
+        Time the vCPUs were stopped between arming and firing does not count:
+        a pause the guest did not see makes no timer late.
+        """
+        running = self.t - timer.armed_true - self.platform.stopped_ns_between(timer.armed_true, self.t)
+        due_in = timer.expires - timer.armed_kt
+        late = max(running - due_in, 0)
+        due = timer.armed_true + due_in
+        self.trace.timers.append(TimerFire(self.t, vcpu, timer.name, due, late))
 
     # --- the tick and jiffies ---------------------------------------------
 
@@ -527,7 +558,9 @@ class GuestKernel:
 
     def _add_wheel(self, expires: int, name: str, callback: Callable[[int, int], None]) -> None:
         """``mod_timer(expires)``: due at jiffy ``expires``, fired at its wheel bucket's jiffy."""
-        bucket = wheel_bucket_expiry(expires, self.jiffies) if expires > self.jiffies else self.jiffies + 1
+        bucket = self.jiffies + 1  # already due: the next tick's softirq
+        if expires > self.jiffies:
+            bucket = wheel_bucket_expiry(expires, self.jiffies, self.hz)
         heapq.heappush(self.wheel, WheelTimer(bucket, self._next_seq(), name, callback, expires))
 
     def _run_wheel(self, vcpu: int) -> None:

@@ -26,6 +26,7 @@ class DeviceClock:
         self._base_true = 0
         self._base_ns = 0
         self._running = True
+        self.stopped: list[tuple[int, int]] = []  # (start, end) true-time intervals it stood still
 
     def ns(self, t_ns: int) -> int:
         return self._base_ns + (t_ns - self._base_true if self._running else 0)
@@ -36,6 +37,7 @@ class DeviceClock:
 
     def start(self, t_ns: int) -> None:
         if not self._running:
+            self.stopped.append((self._base_true, t_ns))
             self._base_true, self._running = t_ns, True
 
 

@@ -82,6 +82,10 @@ class Run:
         self.engine = Engine(seed=seed)
         self.hosts = {h.name: HostClock(h, self.trace.epoch_ns) for h in scenario.hosts}
         self.host = self.hosts[scenario.hosts[0].name]
+        self._busy = False  # an event is in progress: the next one waits
+        self._counter_stop: int | None = None  # when the guest's device counter stopped
+        self._finished_ns = 0  # when the last event ended (the vCPUs ran again)
+        self._waiting: list[Event] = []
 
     def log(self, t_ns: int, actor: str, text: str) -> None:
         self.trace.events.append(TimelineEvent(t_ns, actor, "note", text))
@@ -99,6 +103,12 @@ class Run:
             self.engine.at(event.at_ns, partial(self._begin, event), priority=PRIO_VMM, label=event.action)
         end = run_end_ns(self.scenario)
         self.engine.run(until_ns=end)
+        if self._busy or self._waiting:
+            # An event that waited for its predecessor runs late: let it finish, then settle.
+            while (self._busy or self._waiting) and self.engine.step():
+                pass
+            end = self._finished_ns + self.scenario.settle_ns
+            self.engine.run(until_ns=end)
         self.trace.end_ns = end
         self._flush_kvm_log()
         self.trace.events.sort(key=lambda e: e.t_ns)  # stable: same-time entries keep their order
@@ -107,7 +117,18 @@ class Run:
     # --- events ------------------------------------------------------------
 
     def _begin(self, event: Event) -> None:
+        """Start ``event`` - or, while the previous one is still finishing, queue it.
+
+        A VMM's resume steps take true time, so an event written to start
+        exactly when the previous one ends would otherwise begin before the
+        vCPUs run again.
+        """
         t = self.engine.now
+        if self._busy:
+            self._waiting.append(event)
+            self.log(t, "vmm", f"{event.action} waits for the previous operation to finish")
+            return
+        self._busy = True
         self.trace.events.append(TimelineEvent(t, "vmm", event.action, _describe(event)))
         handler = {
             "pause": self._pause,
@@ -119,9 +140,7 @@ class Run:
         handler(event, t)
 
     def _steps(self, event: Event) -> StepRunner:
-        return StepRunner(
-            lambda t, actor, text: self.log(t, actor, text), clock_realtime=event.clock_realtime
-        )
+        return StepRunner(self.log, clock_realtime=event.clock_realtime)
 
     def _hidden(self, event: Event) -> bool:
         return event.action in self.policy.hides and not event.clock_realtime
@@ -130,11 +149,21 @@ class Run:
         self.guest.vcpus_stopped(t, reason=reason)
         if devices:
             self.platform.devices.stop(t)
+            # Time the guest's own clocksource counter stood still (not time its wraps lost).
+            self._counter_stop = t if self.guest.on_device_counter else None
 
     def _run_guest(self, t: int, reason: str) -> None:
+        """The end of every event: the vCPUs run again, and the next queued event may start."""
         self._flush_kvm_log()
+        if self._counter_stop is not None:
+            self.trace.counter_stopped.append((self._counter_stop, t))
+            self._counter_stop = None
         self.platform.devices.start(t)
         self.guest.vcpus_run(t, reason=reason)
+        self._busy = False
+        self._finished_ns = t
+        if self._waiting:
+            self.engine.at(t, partial(self._begin, self._waiting.pop(0)), priority=PRIO_VMM, label="queued")
 
     def _interruption(self, start: int, end: int, event: Event, *, nap: bool) -> None:
         self.trace.interruptions.append(Interruption(start, end, event.action, self._hidden(event), nap))

@@ -112,7 +112,12 @@ class RunTrace:
     stalls: list[Stall] = field(default_factory=list)
     interruptions: list[Interruption] = field(default_factory=list)
     realtime_bound_ns: int = 0  # the REALTIME error a check tolerates
-    counter_bits: int = 64  # the width of the guest's clocksource counter
+    counter_bits: int = 64  # the narrowest clocksource counter timekeeping ran on
+    counter_wrap_ns: int = 0  # how long that counter takes to wrap, if narrower than 64 bits (else 0)
+    # Intervals the guest's clocksource counter itself stood still (an
+    # emulated HPET or ACPI PM timer while the VMM's device clock stopped):
+    # time the counter never showed, not time its wraps lost.
+    counter_stopped: list[tuple[int, int]] = field(default_factory=list)
     skipped: str = ""  # non-empty: this combination does not apply; the reason
 
     def true_utc_ns(self, t_ns: int) -> int:
