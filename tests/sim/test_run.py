@@ -452,3 +452,33 @@ def test_an_event_delayed_past_the_planned_end_still_finishes_and_settles() -> N
     # With a settle long enough to cover the delay, the planned end stands.
     settled = run_one(replace(scenario, settle_ns=1 * S), "linux-6.13", "qemu", 0).trace
     assert settled.end_ns == 4 * S
+
+
+def test_kvm_refreshes_the_pvclock_pages_every_300_s_while_the_vm_exists() -> None:
+    """kvmclock_sync_fn: at 300 s and 600 s of a paused VM; none while a snapshot's VM is torn down."""
+    from tsclab.arith import NSEC_PER_SEC as S
+    from tsclab.lab import run_one
+    from tsclab.scenario.model import Event, GuestSpec, HostSpec, Scenario, Workload
+
+    def syncs(events: tuple[Event, ...]) -> list[int]:
+        scenario = Scenario(
+            name="sync",
+            description="KVM's periodic clock update",
+            guest=GuestSpec(
+                vcpus=1,
+                clocksource="kvm-clock",
+                kernels=("linux-6.13",),
+                watchdog="none",
+                workload=(Workload("reader", 0, every_ns=1 * S),),
+            ),
+            hosts=(HostSpec("h", 2_500_000),),
+            vmms=("qemu",),
+            events=events,
+            settle_ns=1 * S,
+        )
+        trace = run_one(scenario, "linux-6.13", "qemu", 0).trace
+        return [e.t_ns // S for e in trace.events if e.kind == "kvmclock_sync_fn"]
+
+    # The guest runs only 1 s before and after: cheap, and the VM exists throughout the pause.
+    assert syncs((Event(1 * S, "pause", 650 * S),)) == [300, 600]
+    assert syncs((Event(1 * S, "snapshot", 650 * S),)) == []

@@ -225,10 +225,7 @@ class GuestKernel:
         self.cs_watchdog = (
             ClocksourceWatchdog(self.tsc_cs, self.wd_cs, profile, spec.hz) if self.wd_cs is not None else None
         )
-        self._wd_next_cpu = 0
-        self._device_work: list[tuple[int, int, Callable[[], None]]] = []  # (remaining running ns, seq, fn)
         self._io_events: dict[int, tuple[EventHandle, int, Callable[[], None]]] = {}
-        self._unsync_seen = False
 
     # --- boot ---------------------------------------------------------
 

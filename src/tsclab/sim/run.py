@@ -40,6 +40,7 @@ from tsclab.sim.platform import Platform
 from tsclab.sim.trace import Interruption, RunTrace, TimelineEvent
 
 PRIO_VMM = 20  # at one instant, the guest's own events come first
+KVMCLOCK_SYNC_PERIOD_NS = 300 * NSEC_PER_SEC  # KVMCLOCK_SYNC_PERIOD: KVM's periodic clock update
 
 
 def event_end_ns(event: Event) -> int:
@@ -85,6 +86,7 @@ class Run:
         self._busy = False  # an event is in progress: the next one waits
         self._counter_stop: int | None = None  # when the guest's device counter stopped
         self._finished_ns = 0  # when the last event ended (the vCPUs ran again)
+        self._vm_alive = True  # false between a snapshot's save and its restore
         self._waiting: list[Event] = []
 
     def log(self, t_ns: int, actor: str, text: str) -> None:
@@ -101,6 +103,7 @@ class Run:
         self.trace.boot_values = self.guest.boot_values()
         for event in self.scenario.events:
             self.engine.at(event.at_ns, partial(self._begin, event), priority=PRIO_VMM, label=event.action)
+        self.engine.at(KVMCLOCK_SYNC_PERIOD_NS, self._kvmclock_sync, priority=PRIO_VMM, label="kvmclock-sync")
         end = run_end_ns(self.scenario)
         self.engine.run(until_ns=end)
         if self._busy or self._waiting:
@@ -214,12 +217,14 @@ class Run:
     def _snapshot(self, event: Event, t: int) -> None:
         saved, steps, _ = self._save(event, t)
         self._flush_kvm_log()
+        self._vm_alive = False  # torn down: only the snapshot remains
         target = self.hosts[event.to] if event.to else self.host
 
         def restore() -> None:
             start = self.engine.now
             self.host = target
             kvm = KvmVm(target, self.scenario.guest.vcpus, start)
+            self._vm_alive = True
             done = self._restore(kvm, saved, steps, start)
             self._interruption(t, done, event, nap=True)
             self._run_guest(done, f"restored on {target.name}")
@@ -259,6 +264,19 @@ class Run:
             self._run_guest(now, f"host {host.name} resumed")
 
         self.engine.at(t + event.duration_ns, wake, priority=PRIO_VMM, label="host-resume")
+
+    def _kvmclock_sync(self) -> None:
+        """KVM's ``kvmclock_sync_fn()`` on the VM that exists now; running vCPUs take the update
+        at their next entry, which on a running guest is at once."""
+        t = self.engine.now
+        if self._vm_alive and not self.host.suspended_at(t):
+            self.kvm.kvmclock_periodic_sync(t)
+            if self.platform.running:
+                for vcpu in range(self.kvm.nr_vcpus):
+                    self.kvm.vcpu_run(vcpu, t)
+        self.engine.at(
+            t + KVMCLOCK_SYNC_PERIOD_NS, self._kvmclock_sync, priority=PRIO_VMM, label="kvmclock-sync"
+        )
 
     def _flush_kvm_log(self) -> None:
         """KVM's own log of ioctls and requests, onto the run's timeline."""
