@@ -97,6 +97,7 @@ class HostClock:
         self._tsc_rate_num = spec.tsc_khz * (NSEC_PER_SEC + spec.drift_ppb)
         self._suspends: list[HostSuspend] = []
         self._segments: list[_Segment] = self._build_segments()
+        self._last_tsc: tuple[int | None, int] = (None, 0)  # (true time, TSC) of the last read
 
     # --- the clocks ---------------------------------------------------------
 
@@ -122,7 +123,10 @@ class HostClock:
         sleep began (the package is off; nothing can read it anyway), a
         nonstop one counts on.
         """
-        return u64(self._tsc_unwrapped(t_ns))
+        if t_ns != self._last_tsc[0]:
+            # A read-through cache of one: a guest reads the TSC many times per instant.
+            self._last_tsc = (t_ns, u64(self._tsc_unwrapped(t_ns)))
+        return self._last_tsc[1]
 
     def boot_ns(self, t_ns: int) -> int:
         """``get_kvmclock_base_ns()``: CLOCK_MONOTONIC_RAW + ``offs_boot`` of the host.
@@ -165,6 +169,7 @@ class HostClock:
         self._suspends.append(new)
         self._suspends.sort(key=lambda s: s.start_ns)
         self._segments = self._build_segments()
+        self._last_tsc = (None, 0)  # the segments changed: forget the cached read
 
     def suspended_at(self, t_ns: int) -> bool:
         """Whether the host sleeps at true time ``t_ns``."""
