@@ -177,13 +177,11 @@ class GuestKernel:
         engine: Engine,
         trace: RunTrace,
     ) -> None:
-        self.spec, self.profile, self.platform, self.engine, self.trace = (
-            spec,
-            profile,
-            platform,
-            engine,
-            trace,
-        )
+        self.spec = spec
+        self.profile = profile
+        self.platform = platform
+        self.engine = engine
+        self.trace = trace
         self.hz = spec.hz
         self.tick_ns = NSEC_PER_SEC // spec.hz
         self.t = 0  # true time of the code running now
