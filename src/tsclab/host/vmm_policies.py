@@ -147,15 +147,14 @@ SCALE_AWARE = replace(
     restore=("set-tsc-khz-or-warn", "enable-pvclock", "set-clock-realtime", "set-tsc-offsets-scaled"),
     sources=("David Woodhouse, KVM_VCPU_TSC_SCALE RFC, 13 Sep 2023",),
 )
-TSC_STATE = VmmPolicy(
+# The seed's QEMU side: QEMU's flow with the TSC moved by the proposed ioctls.
+TSC_STATE = replace(
+    QEMU,
     name="tsc-state",
     version="v2",
     summary="the seed's KVM_{GET|SET}_TSC_STATE in QEMU's flow: TSC moved on by realtime, kvmclock frozen",
-    pause=("get-tsc-msrs", "get-clock"),
-    resume=("set-clock", "kvmclock-ctrl"),
     save=("get-clock", "get-tsc-state", "get-tsc-khz"),
     restore=("set-tsc-khz-or-warn", "set-tsc-state", "enable-pvclock"),
-    restore_resume=("set-clock-or-realtime", "kvmclock-ctrl"),
     hides=frozenset({"pause"}),
     sources=("[PATCH v2 0/3] RFC: Precise TSC migration <20201203171118.372391-1-mlevitsk@redhat.com>",),
 )
