@@ -51,6 +51,7 @@ class VmmPolicy:
     # clock_realtime.  The monotonic-jump check judges against this.
     hides: frozenset[str] = frozenset()
     emulated_timers: bool = True  # the VM has an HPET and an ACPI PM timer
+    nap: bool = False  # asks the guest to park first, tells it what changed after (docs/nap-protocol.md)
     devices_stop_on_pause: bool = True  # the device clock stops while the VMM pauses
     sources: tuple[str, ...] = ()
 
@@ -159,6 +160,24 @@ TSC_STATE = replace(
     sources=("[PATCH v2 0/3] RFC: Precise TSC migration <20201203171118.372391-1-mlevitsk@redhat.com>",),
 )
 
+# The nap protocol's host side, on the scale-aware offset algorithm: the
+# guest is asked first and told after; KVMCLOCK_CTRL before the vCPUs run.
+NAP = replace(
+    SCALE_AWARE,
+    name="nap",
+    version="1",
+    summary="the nap protocol: ask the guest to park, nap, publish what changed, then let it go",
+    pause=(),
+    resume=("kvmclock-ctrl",),
+    restore_resume=("kvmclock-ctrl",),
+    hides=frozenset({"pause", "snapshot", "migrate", "host-suspend"}),
+    # A QEMU-like VMM that implements the protocol: legacy timers too.
+    emulated_timers=True,
+    devices_stop_on_pause=True,
+    nap=True,
+    sources=("docs/nap-protocol.md", "tglx, 10 Dec 2020: 'a notification about we take a nap'"),
+)
+
 POLICIES: dict[str, tuple[VmmPolicy, ...]] = {
     "qemu": (QEMU,),
     "firecracker": (_FIRECRACKER, FIRECRACKER_FIXED),
@@ -166,6 +185,7 @@ POLICIES: dict[str, tuple[VmmPolicy, ...]] = {
     "upstream-doc": (UPSTREAM_DOC,),
     "scale-aware": (SCALE_AWARE,),
     "tsc-state": (TSC_STATE,),
+    "nap": (NAP,),
 }
 
 

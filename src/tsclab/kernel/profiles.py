@@ -71,6 +71,7 @@ class KernelProfile:
     shadow_update_blocks_readers_first: bool
     watchdog: Watchdog
     watchdog_delta: WatchdogDelta
+    nap_protocol: bool = False  # the guest side of tsclab's nap protocol (docs/nap-protocol.md)
 
     def behaviours(self) -> dict[str, str]:
         """The selected variants, as text (for ``tsclab profiles``)."""
@@ -90,6 +91,7 @@ class KernelProfile:
             "readers held off before vDSO update": "yes" if self.shadow_update_blocks_readers_first else "no",
             "clocksource watchdog": self.watchdog,
             "watchdog delta to ns": self.watchdog_delta,
+            "nap protocol": "yes" if self.nap_protocol else "no",
         }
 
 
@@ -156,8 +158,15 @@ LINUX_6_13 = replace(
     shadow_update_blocks_readers_first=True,
 )
 
+NAP = replace(
+    LINUX_6_13,
+    name="nap",
+    summary="6.13 with the guest side of the nap protocol: park before a nap, re-base after it",
+    nap_protocol=True,
+)
+
 PROFILES: dict[str, KernelProfile] = {
-    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_6, LINUX_6_10, LINUX_6_13)
+    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_6, LINUX_6_10, LINUX_6_13, NAP)
 }
 
 

@@ -522,6 +522,21 @@ class Timekeeping:
         self._publish_now(TK_MIRROR | TK_CLOCK_WAS_SET)
         return delta
 
+    def timekeeping_inject_sleeptime64(self, delta: Timespec64, *, clear_ntp: bool = True) -> None:
+        """``timekeeping_inject_sleeptime64()``: forward, then inject a sleep into REALTIME and BOOTTIME.
+
+        The path an RTC-measured resume takes (4.x - 6.13+), which clears
+        NTP.  ``clear_ntp=False`` publishes as ``timekeeping_resume()`` does
+        instead (``TK_MIRROR | TK_CLOCK_WAS_SET``): the nap protocol's
+        fallback injects the part of a nap the counter did not show that way.
+        """
+
+        def change(tk: Timekeeper) -> bool:
+            self.inject_sleeptime(tk, delta)
+            return True
+
+        self._locked_update(change, (TK_CLEAR_NTP if clear_ntp else 0) | TK_CLOCK_WAS_SET)
+
     def inject_sleeptime(self, tk: Timekeeper, delta: Timespec64) -> None:
         """``__timekeeping_inject_sleeptime()``: REALTIME and BOOTTIME move, MONOTONIC not."""
         self.tk_xtime_add(tk, delta)

@@ -73,6 +73,8 @@ from tsclab.kernel.vdso import (
     vdso_clock_gettime,
     vdso_clock_mode_for,
 )
+from tsclab.nap.guest import NapGuest
+from tsclab.nap.page import WOKEN, NapPage
 from tsclab.scenario.model import GuestSpec, Workload
 from tsclab.sim.engine import Engine, EventHandle
 from tsclab.sim.platform import Platform
@@ -224,6 +226,9 @@ class GuestKernel:
             ClocksourceWatchdog(self.tsc_cs, self.wd_cs, profile, spec.hz) if self.wd_cs is not None else None
         )
         self._io_events: dict[int, tuple[EventHandle, int, Callable[[], None]]] = {}
+        # The nap page lives in guest memory; only a guest with the protocol registers it.
+        self.nap_page = NapPage()
+        self.nap = NapGuest(self, self.nap_page) if profile.nap_protocol else None
 
     # --- boot ---------------------------------------------------------
 
@@ -369,6 +374,35 @@ class GuestKernel:
         self.rcu.reset(self.jiffies)
         self.hung.reset()
 
+    def touch_all_watchdogs(self) -> None:
+        """Every CPU's soft-lockup watchdog and the global detectors (the nap's step 9)."""
+        for watchdog in self.softlockup:
+            watchdog.touch_sync()
+        if self.cs_watchdog is not None:
+            self.cs_watchdog.touch()
+        self.rcu.reset(self.jiffies)
+        self.hung.reset()
+
+    def tsc_rate_changed(self, tsc_khz: int) -> None:
+        """The TSC runs at another rate now: register it again (``__clocksource_update_freq_khz``)
+        and, if timekeeping reads it, switch to the new registration; the deadline clockevent too."""
+        self.tsc_cs = counter_kind("tsc").register(tsc_khz)
+        self._init_clockevent()
+        if self.clock.name == "tsc":
+            self.switch_clocksource(self.tsc_cs)
+
+    @property
+    def nap_capable(self) -> bool:
+        """The guest runs the nap protocol and registered its page."""
+        return self.nap is not None
+
+    def nap_park(self, t_ns: int) -> None:
+        """``stop_machine(nap_park)``: every vCPU in the rendezvous, timekeeping parked, acknowledged."""
+        assert self.nap is not None
+        self.vcpus_stopped(t_ns, reason="nap: parked in stop_machine")
+        self.cpu = 0
+        self.nap.park()
+
     def _check_paused(self) -> bool:
         """``kvm_check_and_clear_guest_paused()`` on the current vCPU."""
         return self.kvmclock.check_and_clear_guest_paused(
@@ -484,6 +518,10 @@ class GuestKernel:
         self.jiffies += ticks
         was_unsync, before = bool(self.ntp.time_status & STA_UNSYNC), self.ntp.time_maxerror
         self.tkg.update_wall_time()
+        if self.nap is not None and self.nap.check():
+            self._message(
+                self.cpu, "nap", f"nap: generation {self.nap_page.generation} applied late (unannounced)"
+            )
         unsync, after = bool(self.ntp.time_status & STA_UNSYNC), self.ntp.time_maxerror
         # Worth recording: a change of sync state, or an update that accumulated seconds at once.
         if unsync != was_unsync or after - before > NTP_GROWTH_NOTE_US:
@@ -668,8 +706,15 @@ class GuestKernel:
     # --- the VM stops and runs again -----------------------------------------
 
     def vcpus_stopped(self, t_ns: int, *, reason: str) -> None:
-        """No vCPU runs from ``t_ns``: the last reads, then nothing is scheduled on them."""
+        """No vCPU runs from ``t_ns``: the last reads, then nothing is scheduled on them.
+
+        A guest parked for a nap is already in ``stop_machine``: nothing more happens.
+        """
         self.t = t_ns
+        if self.nap is not None and self.nap.parked:
+            self.platform.stop_vcpus(t_ns)
+            self.trace.events.append(TimelineEvent(t_ns, "guest", "vcpus-stopped", reason))
+            return
         for vcpu in self.vcpus:
             if vcpu.busy:
                 self.read_clocks(vcpu.index)
@@ -690,6 +735,17 @@ class GuestKernel:
         self.trace.events.append(TimelineEvent(t_ns, "guest", "vcpus-run", reason))
         for vcpu in self.vcpus:
             self.platform.kvm.vcpu_run(vcpu.index, t_ns)
+        if self.nap is not None and self.nap.parked and self.nap_page.host_state == WOKEN:
+            # The vCPU spinning in nap_park sees the GO bit: re-base before anyone reads.
+            self.cpu = 0
+            injected = self.nap.wake()
+            self.trace.events.append(
+                TimelineEvent(
+                    t_ns, "guest", "nap-wake", f"generation {self.nap_page.generation}, {injected} ns slept"
+                )
+            )
+            for vcpu in self.vcpus:
+                self._program(vcpu.index)  # hrtimers_resume(): deadlines from the re-based clock
         for key, (_handle, remaining, fn) in list(self._io_events.items()):
             self._queue_io(key, remaining, fn)
         for vcpu in self.vcpus:

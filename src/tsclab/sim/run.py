@@ -24,6 +24,7 @@ Events:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
@@ -33,6 +34,7 @@ from tsclab.host.kvm_vm import KvmVm
 from tsclab.host.vmm_policies import VmmPolicy, resolve_policy
 from tsclab.host.vmm_steps import SavedState, StepRunner
 from tsclab.kernel.profiles import get_profile
+from tsclab.nap import host as nap_host
 from tsclab.scenario.model import Event, Scenario
 from tsclab.sim.engine import Engine
 from tsclab.sim.guest_kernel import GuestKernel
@@ -87,6 +89,7 @@ class Run:
         self._counter_stop: int | None = None  # when the guest's device counter stopped
         self._finished_ns = 0  # when the last event ended (the vCPUs ran again)
         self._vm_alive = True  # false between a snapshot's save and its restore
+        self._nap_from: tuple[HostClock, int, int] | None = None  # (host, realtime, TSC kHz) at the freeze
         self._waiting: list[Event] = []
 
     def log(self, t_ns: int, actor: str, text: str) -> None:
@@ -133,14 +136,84 @@ class Run:
             return
         self._busy = True
         self.trace.events.append(TimelineEvent(t, "vmm", event.action, _describe(event)))
-        handler = {
-            "pause": self._pause,
-            "stop": self._stop,
-            "snapshot": self._snapshot,
-            "migrate": self._migrate,
-            "host-suspend": self._host_suspend,
-        }[event.action]
-        handler(event, t)
+        if event.action == "stop":  # a SIGSTOP: nobody is asked anything
+            self._stop(event, t)
+        elif event.action == "migrate":  # the guest runs through pre-copy; it is asked at the stop
+            self._migrate(event, t)
+        else:
+            handler = {"pause": self._pause, "snapshot": self._snapshot, "host-suspend": self._host_suspend}
+            self._when_frozen(event, t, partial(handler[event.action], event))
+
+    # --- the nap protocol's host side ----------------------------------------
+
+    def _when_frozen(self, event: Event, t: int, freeze: Callable[[int], None]) -> None:
+        """Stop the VM for ``event`` at ``t`` - under the nap policy, after asking the guest first.
+
+        The guest parks within ``PARK_NS`` when it runs the protocol and
+        answers; otherwise the host waits the deadline (or not at all when
+        the guest never registered a page) and naps it anyway.
+        """
+        if not self.policy.nap:
+            freeze(t)
+            return
+        if not self.guest.nap_capable:
+            self.log(t, "vmm", "nap: the guest registered no nap page; napping without asking")
+            freeze(t)
+            return
+        generation = nap_host.request(self.guest.nap_page, event.action, event.duration_ns)
+        self.trace.events.append(TimelineEvent(t, "vmm", "nap-request", f"generation {generation}"))
+        if event.unresponsive:
+            deadline = t + nap_host.ACK_DEADLINE_NS
+            self.engine.at(deadline, partial(self._freeze_unacked, generation, freeze), priority=PRIO_VMM)
+            return
+
+        def parked() -> None:
+            now = self.engine.now
+            self.guest.nap_park(now)
+            self.trace.events.append(TimelineEvent(now, "guest", "nap-ack", f"generation {generation}"))
+            freeze(now)
+
+        self.engine.at(t + nap_host.PARK_NS, parked, priority=PRIO_VMM, label="nap-park")
+
+    def _freeze_unacked(self, generation: int, freeze: Callable[[int], None]) -> None:
+        now = self.engine.now
+        self.trace.events.append(
+            TimelineEvent(now, "vmm", "nap-deadline", f"generation {generation} not acknowledged")
+        )
+        freeze(now)
+
+    def _nap_frozen(self, t: int) -> None:
+        """Step 3 at the moment the vCPUs stop: what the wake-up will compare against."""
+        if not (self.policy.nap and self.guest.nap_capable):
+            return
+        page = self.guest.nap_page
+        nap_host.freeze(page, self.kvm.guest_tsc(0, t))
+        self._nap_from = (self.host, self.host.realtime_ns(t), self._effective_tsc_khz())
+
+    def _effective_tsc_khz(self) -> int:
+        """The rate vCPU 0's TSC really runs at: the host's through the scaling ratio.
+
+        Not ``KVM_GET_TSC_KHZ``, which reports what was asked for even when
+        a host without scaling could not provide it.
+        """
+        ratio, frac_bits = self.kvm.get_tsc_scale(0)
+        return self.host.tsc_khz * ratio >> frac_bits
+
+    def _nap_wake(self, t: int) -> None:
+        """Step 5 just before the vCPUs run: publish what changed, then WOKEN."""
+        if self._nap_from is None:
+            return
+        source, real_at_freeze, khz = self._nap_from
+        self._nap_from = None
+        nap_host.wake(
+            self.guest.nap_page,
+            nap_ns=max(self.host.realtime_ns(t) - real_at_freeze, 0),
+            realtime_error_ns=abs(self.host.spec.realtime_error_ns - source.spec.realtime_error_ns),
+            tsc_at_wake=self.kvm.guest_tsc(0, t),
+            tsc_khz=self._effective_tsc_khz(),
+            rate_changed=self._effective_tsc_khz() != khz,
+            new_host=self.host is not source,
+        )
 
     def _steps(self, event: Event) -> StepRunner:
         return StepRunner(self.log, clock_realtime=event.clock_realtime)
@@ -150,6 +223,7 @@ class Run:
 
     def _stop_guest(self, t: int, reason: str, *, devices: bool) -> None:
         self.guest.vcpus_stopped(t, reason=reason)
+        self._nap_frozen(t)
         if devices:
             self.platform.devices.stop(t)
             # Time the guest's own clocksource counter stood still (not time its wraps lost).
@@ -161,6 +235,7 @@ class Run:
         if self._counter_stop is not None:
             self.trace.counter_stopped.append((self._counter_stop, t))
             self._counter_stop = None
+        self._nap_wake(t)
         self.platform.devices.start(t)
         self.guest.vcpus_run(t, reason=reason)
         self._busy = False
@@ -236,8 +311,7 @@ class Run:
         # The destination is started (-incoming) when migration begins.
         destination = KvmVm(target, self.scenario.guest.vcpus, t)
 
-        def stop_and_copy() -> None:
-            stop = self.engine.now
+        def stop_and_copy(stop: int) -> None:
             saved, steps, _ = self._save(event, stop)
 
             def switch_over() -> None:
@@ -249,7 +323,10 @@ class Run:
 
             self.engine.at(stop + event.duration_ns, switch_over, priority=PRIO_VMM, label="switch-over")
 
-        self.engine.at(t + event.precopy_ns, stop_and_copy, priority=PRIO_VMM, label="stop-and-copy")
+        def end_of_precopy() -> None:
+            self._when_frozen(event, self.engine.now, stop_and_copy)
+
+        self.engine.at(t + event.precopy_ns, end_of_precopy, priority=PRIO_VMM, label="stop-and-copy")
 
     def _host_suspend(self, event: Event, t: int) -> None:
         host, kvm = self.host, self.kvm
