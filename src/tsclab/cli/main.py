@@ -15,6 +15,7 @@ from tsclab import __version__
 from tsclab.cli.advise_cmd import advise_command
 from tsclab.cli.clocksource_cmd import clocksource_command
 from tsclab.cli.demo_cmd import demo_command
+from tsclab.cli.explore_cmd import explore_command
 from tsclab.cli.guest_cmd import guest_group
 from tsclab.cli.profiles_cmd import profiles_command
 from tsclab.cli.run_cmd import run_command
@@ -37,6 +38,7 @@ cli.add_command(advise_command)
 cli.add_command(profiles_command)
 cli.add_command(guest_group)
 cli.add_command(run_command)
+cli.add_command(explore_command)
 cli.add_command(scenarios_command)
 
 
