@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from tsclab.cli.main import cli
+from tsclab.scenario.library import builtin_names
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,21 @@ def test_demo_runs_the_seed_question_and_writes_the_report(demo_text: tuple[str,
     assert "12 combinations: 12 pass" in out
     assert out.rstrip().endswith(str(report / "index.html"))
     assert (report / "index.html").is_file()
-    assert len(list(report.glob("*.png"))) == 28
+    # 28 combinations of the seed's question, one nap run per built-in scenario.
+    assert len(list(report.glob("*.png"))) == 28 + len(builtin_names())
+
+
+def test_demo_shows_the_nap_column_and_explains_what_it_cannot_avoid(demo_text: tuple[str, Path]) -> None:
+    out, _report = demo_text
+    column = out[out.index("The nap column") :].splitlines()
+    rows = {line.split()[0]: line for line in column[4:] if line and not line.startswith("HTML")}
+    assert set(rows) == set(builtin_names())
+    for name in ("seed-200s-migration", "seed-1200s-migration", "host-suspend-overnight", "weekend-snapshot"):
+        assert rows[name].split()[1:] == ["ok"], rows[name]
+    # Only the unannounced SIGSTOPs keep verdicts, and they say why.
+    for line in rows.values():
+        if line.split()[1] != "ok":
+            assert "a SIGSTOP: the host did not know in advance" in line, line
 
 
 def test_demo_shift_23_band_doubles_the_horizon(demo_json: dict[str, Any]) -> None:

@@ -12,15 +12,45 @@ to a folder it names.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
+from tsclab.check.verdict import VERDICT_IDS, RunResult
 from tsclab.cli.run_cmd import check_outputs, render_matrices, run_all
 from tsclab.report.html_report import write_report
 from tsclab.report.pause_horizons import overview_record, render_overview
 from tsclab.report.run_json import run_record
-from tsclab.scenario.library import load_builtin
+from tsclab.report.text import render_table
+from tsclab.scenario.library import builtin_names, load_builtin
+from tsclab.scenario.model import Scenario
+
+
+def _as_nap(scenario: Scenario) -> Scenario:
+    """The scenario under the nap protocol: its own name, marked, for the report."""
+    return replace(
+        scenario, name=f"{scenario.name}+nap", description=f"{scenario.description} - under the nap protocol"
+    )
+
+
+def unavoidable(scenario: Scenario) -> str:
+    """Why the nap protocol cannot help with a scenario, or ""."""
+    if all(event.action == "stop" for event in scenario.events):
+        return "a SIGSTOP: the host did not know in advance, so it could not ask"
+    return ""
+
+
+def render_nap_column(nap_runs: list[tuple[Scenario, list[RunResult]]]) -> str:
+    """Every built-in scenario under the nap profile and policy, with what it cannot avoid."""
+    rows = []
+    for scenario, (result,) in nap_runs:
+        ids = ", ".join(sorted(result.ids, key=list(VERDICT_IDS).index)) or "ok"
+        why = unavoidable(scenario) if result.ids else ""
+        rows.append([scenario.name.removesuffix("+nap"), ids, why])
+    title = "The nap column: every built-in scenario under the nap profile and the nap policy."
+    return title + "\n\n" + render_table(["scenario", "nap x nap", "why it cannot be avoided"], rows)
+
 
 DEMO_SCENARIOS = ("seed-200s-migration", "seed-1200s-migration", "firecracker-5322-restore")
 DEFAULT_REPORT_DIR = Path("tsclab-demo-report")
@@ -44,9 +74,15 @@ def demo_command(as_json: bool, report_dir: Path, jobs: int | None) -> int:
     check_outputs(None, report_dir)
     scenarios = [load_builtin(name) for name in DEMO_SCENARIOS]
     runs = run_all(scenarios, (), (), 0, jobs)
-    index = write_report(report_dir, runs, 0)
+    nap_runs = run_all([_as_nap(load_builtin(name)) for name in builtin_names()], ("nap",), ("nap",), 0, jobs)
+    index = write_report(report_dir, runs + nap_runs, 0)
     if as_json:
-        record = {"horizons": overview_record(), "runs": run_record(runs, 0), "report": str(index)}
+        record = {
+            "horizons": overview_record(),
+            "runs": run_record(runs, 0),
+            "nap": run_record(nap_runs, 0),
+            "report": str(index),
+        }
         click.echo(json.dumps(record, indent=2, sort_keys=True))
         return 0
     click.echo(render_overview())
@@ -55,5 +91,7 @@ def demo_command(as_json: bool, report_dir: Path, jobs: int | None) -> int:
     click.echo("(tsclab run NAME for the details of one; tsclab scenarios for the whole library.)")
     click.echo("")
     click.echo(render_matrices(runs), nl=False)
+    click.echo("")
+    click.echo(render_nap_column(nap_runs))
     click.echo(f"\nHTML report (matrix, timelines, clock errors per vCPU): {index}")
     return 0
