@@ -30,12 +30,16 @@ def test_the_layout_is_little_endian_at_the_documented_offsets() -> None:
         guest_state=GUEST_PARKED,
         acked_generation=7,
         applied_generation=6,
+        slept_ns=300_000_000_000,
+        slept_tsc=14,
+        slept_error_ns=2_000_000,
+        woken_generation=7,
     )
     data = pack(page)
-    assert len(data) == SIZE == 128
+    assert len(data) == SIZE == 160
     assert data[0:4] == b"NAP1"
     assert struct.unpack_from("<I", data, 0)[0] == MAGIC
-    assert struct.unpack_from("<HH", data, 4) == (1, 128)
+    assert struct.unpack_from("<HH", data, 4) == (1, 160)
     assert struct.unpack_from("<II", data, 8) == (2, WOKEN)
     assert struct.unpack_from("<Q", data, 16)[0] == 7
     assert struct.unpack_from("<II", data, 24) == (3, 0b1010)
@@ -45,12 +49,14 @@ def test_the_layout_is_little_endian_at_the_documented_offsets() -> None:
     assert struct.unpack_from("<Q", data, 88)[0] == 13
     assert struct.unpack_from("<I", data, 96)[0] == GUEST_PARKED
     assert struct.unpack_from("<QQ", data, 104) == (7, 6)
-    assert data[120:128] == bytes(8)
+    assert struct.unpack_from("<QQQ", data, 120) == (300_000_000_000, 14, 2_000_000)
+    assert struct.unpack_from("<Q", data, 144)[0] == 7
+    assert data[152:160] == bytes(8)
 
 
-@given(U32, U64, U64, U64, U64, U64, U32)
+@given(U32, U64, U64, U64, U64, U64, U32, U64)
 def test_pack_and_unpack_round_trip(
-    seq: int, generation: int, nap: int, tsc0: int, tsc1: int, applied: int, khz: int
+    seq: int, generation: int, nap: int, tsc0: int, tsc1: int, applied: int, khz: int, slept: int
 ) -> None:
     page = NapPage(
         seq=seq,
@@ -60,6 +66,7 @@ def test_pack_and_unpack_round_trip(
         tsc_at_wake=tsc1,
         tsc_khz=khz,
         applied_generation=applied,
+        slept_ns=slept,
     )
     assert unpack(pack(page)) == page
 
@@ -67,8 +74,8 @@ def test_pack_and_unpack_round_trip(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (bytes(127), "expected 128 bytes, got 127"),
-        (bytes(128), "not NAP1 v1"),
+        (bytes(159), "expected 160 bytes, got 159"),
+        (bytes(160), "not NAP1 v1"),
         (pack(NapPage())[:4] + b"\x02\x00" + pack(NapPage())[6:], "version 2"),
     ],
 )

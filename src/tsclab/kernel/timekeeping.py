@@ -522,6 +522,29 @@ class Timekeeping:
         self._publish_now(TK_MIRROR | TK_CLOCK_WAS_SET)
         return delta
 
+    def nap_resume(self, skip_cycles: int, sleep: Timespec64) -> None:
+        """The nap protocol's re-base (docs/nap-protocol.md steps 6-8); in no kernel yet.
+
+        ``timekeeping_resume()`` re-bases ``cycle_last`` to the counter
+        and drops the cycles since the suspend; here only the nap's own
+        ``skip_cycles`` are dropped (``cycle_last`` moves on by them first),
+        so the guest's run time on both sides of the nap - parked but not
+        yet frozen, woken but not yet re-based - still reaches MONOTONIC,
+        exactly.  Then ``sleep`` goes into REALTIME and BOOTTIME as a
+        resume injects it, ``ntp_error`` is cleared, and the result is
+        published with ``TK_MIRROR | TK_CLOCK_WAS_SET`` (which also resets
+        the fast timekeeper).
+        """
+        tk = self.tkd.shadow
+        mask = tk.tkr_mono.mask
+        tk.tkr_mono.cycle_last = tk.tkr_raw.cycle_last = (tk.tkr_mono.cycle_last + skip_cycles) & mask
+        self.timekeeping_forward_now(tk)
+        if sleep.to_ns() > 0:
+            self.inject_sleeptime(tk, sleep)
+        tk.ntp_error = 0
+        self.tkd.suspended = False
+        self._publish_now(TK_MIRROR | TK_CLOCK_WAS_SET)
+
     def timekeeping_inject_sleeptime64(self, delta: Timespec64, *, clear_ntp: bool = True) -> None:
         """``timekeeping_inject_sleeptime64()``: forward, then inject a sleep into REALTIME and BOOTTIME.
 

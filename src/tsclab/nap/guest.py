@@ -14,7 +14,7 @@ from typing import Protocol
 from tsclab.kernel.ntp import NTP_PHASE_LIMIT, NtpState
 from tsclab.kernel.timekeeping import Timekeeping
 from tsclab.kernel.timespec import Timespec64
-from tsclab.nap.page import FLAG_TSC_RATE_CHANGED, GUEST_PARKED, GUEST_RESUMING, GUEST_RUNNING, WOKEN, NapPage
+from tsclab.nap.page import FLAG_TSC_RATE_CHANGED, GUEST_PARKED, GUEST_RESUMING, GUEST_RUNNING, NapPage
 
 
 class NapKernel(Protocol):
@@ -32,21 +32,34 @@ def _bound_us(ns: int) -> int:
     return -(-ns // 1000)
 
 
+def cycles_to_ns(cycles: int, tsc_khz: int) -> int:
+    """Guest TSC cycles as ns at ``tsc_khz`` (0 when the rate is not published)."""
+    return cycles * 1_000_000 // tsc_khz if tsc_khz else 0
+
+
 class NapGuest:
-    """The guest half: park, wake-up, and the fallback check."""
+    """The guest half: park, wake-up, and the fallback check.
+
+    The guest remembers the page's running totals it has applied
+    (``applied_ns``, ``applied_tsc``, ``applied_error_ns``); whatever
+    applies a nap - the wake-up or the fallback - applies the difference
+    and moves them on, so every nap is counted once (property 9) even when
+    a wake-up was missed or seen twice.
+    """
 
     def __init__(self, kernel: NapKernel, page: NapPage) -> None:
         self.kernel = kernel
         self.page = page
         self.parked = False
-        self._rtc = Timespec64(0, 0)  # the "persistent clock" the resume path reads
-        kernel.tkg.persistent_clock = lambda: self._rtc
+        self.applied_ns = 0
+        self.applied_tsc = 0
+        self.applied_error_ns = 0
+        self._tsc_total_at_park = 0
 
     def park(self) -> None:
         """Steps 1-3 inside ``stop_machine``: ``timekeeping_suspend()``, acknowledge."""
-        tkg = self.kernel.tkg
-        self._rtc = tkg.ktime_get_real_ts64()
-        tkg.timekeeping_suspend()
+        self.kernel.tkg.timekeeping_suspend()
+        self._tsc_total_at_park = self.page.slept_tsc
         self.parked = True
         self.page.guest_state = GUEST_PARKED
         self.page.acked_generation = self.page.generation
@@ -54,49 +67,70 @@ class NapGuest:
     def wake(self) -> int:
         """Steps 5-11, before any reader runs: re-base, inject the nap, bound NTP, touch.
 
-        Returns the sleep injected (ns).  The page must say ``WOKEN``.
+        The naps since the park (their counter cycles) are skipped; any
+        earlier unapplied nap was visible to readers and is counted as the
+        fallback counts it.  Returns the sleep injected (ns).  The page
+        must say ``WOKEN``.
         """
         page = self.page
         page.guest_state = GUEST_RESUMING
-        self._rtc = self._rtc + Timespec64.from_ns(page.nap_ns)
-        injected = self.kernel.tkg.timekeeping_resume()
-        self._retune(page)
-        self._publish_bound()
-        self.kernel.touch_all_watchdogs()
+        skip = page.slept_tsc - self._tsc_total_at_park
+        injected = self._unapplied_sleep(skip)
+        self.kernel.tkg.nap_resume(skip, Timespec64.from_ns(injected))
+        self._finish_apply()
         self.parked = False
-        page.applied_generation = page.generation
         page.guest_state = GUEST_RUNNING
-        return injected.to_ns() if injected is not None else 0
+        return injected
 
     def check(self) -> int:
         """Step 12, at each timekeeping update: a nap the guest did not park for.
 
-        Injects into REALTIME and BOOTTIME the part of the nap the counter
+        Injects into REALTIME and BOOTTIME the part of the naps the counter
         did not show; returns it (ns), 0 when there was nothing to apply.
         """
         page = self.page
-        if self.parked or page.host_state != WOKEN or page.generation == page.applied_generation:
+        if self.parked or page.woken_generation == page.applied_generation:
             return 0
-        shown = 0
-        if page.tsc_khz and page.tsc_at_wake > page.tsc_at_freeze:
-            shown = (page.tsc_at_wake - page.tsc_at_freeze) * 1_000_000 // page.tsc_khz
-        missing = max(page.nap_ns - shown, 0)
+        missing = self._unapplied_sleep(0)
         if missing:
             self.kernel.tkg.timekeeping_inject_sleeptime64(Timespec64.from_ns(missing), clear_ntp=False)
-        self._retune(page)
-        self._publish_bound()
-        self.kernel.touch_all_watchdogs()
-        page.applied_generation = page.generation
+        self._finish_apply()
         return missing
+
+    def _unapplied_sleep(self, skipped_cycles: int) -> int:
+        """Sleep to inject: the unapplied naps less what the counter showed readers.
+
+        Of the unapplied naps' counter cycles, ``skipped_cycles`` are
+        dropped by the re-base; the rest were (or will be) accumulated into
+        MONOTONIC by the updates, so that part of the sleep is already
+        counted.  Never negative: BOOTTIME does not step back when a host
+        moved the TSC by more than the time it measured.
+        """
+        page = self.page
+        shown = page.slept_tsc - self.applied_tsc - skipped_cycles
+        return max(page.slept_ns - self.applied_ns - cycles_to_ns(shown, page.tsc_khz), 0)
+
+    def _finish_apply(self) -> None:
+        """Steps 7 (retune), 8 (the bound), 9 (watchdogs), 11 (applied): the totals move on."""
+        page = self.page
+        self._retune(page)
+        self._publish_bound(page.slept_error_ns - self.applied_error_ns)
+        self.kernel.touch_all_watchdogs()
+        self.applied_ns, self.applied_tsc, self.applied_error_ns = (
+            page.slept_ns,
+            page.slept_tsc,
+            page.slept_error_ns,
+        )
+        page.applied_generation = page.woken_generation
 
     def _retune(self, page: NapPage) -> None:
         """Step 7's first half: a TSC whose rate changed is registered again at the new rate."""
         if page.flags & FLAG_TSC_RATE_CHANGED and page.tsc_khz:
             self.kernel.tsc_rate_changed(page.tsc_khz)
 
-    def _publish_bound(self) -> None:
-        """Step 8: NTP's error bounds grow by the host's bound on ``nap_ns``; NTP stays synchronised."""
+    def _publish_bound(self, error_ns: int) -> None:
+        """Step 8: NTP's error bounds grow by the host's bound; NTP stays synchronised."""
         ntp = self.kernel.ntp
-        bound = _bound_us(self.page.realtime_error_ns)
+        bound = _bound_us(error_ns)
         ntp.time_esterror = min(ntp.time_esterror + bound, NTP_PHASE_LIMIT)
         ntp.time_maxerror = min(ntp.time_maxerror + bound, NTP_PHASE_LIMIT)

@@ -62,7 +62,11 @@ def wake(
     rate_changed: bool,
     new_host: bool,
 ) -> None:
-    """Step 5: what changed, then ``WOKEN`` - the GO bit - before the vCPUs run."""
+    """Step 5: what changed, then ``WOKEN`` - the GO bit - before the vCPUs run.
+
+    The running totals grow by this nap whether or not the guest applied
+    the previous one: a guest that missed a wake-up applies both at once.
+    """
     flags = page.flags
     if tsc_at_wake != page.tsc_at_freeze:
         flags |= FLAG_TSC_MOVED
@@ -78,4 +82,8 @@ def wake(
         tsc_khz=tsc_khz,
         flags=flags,
         host_state=WOKEN,
+        slept_ns=page.slept_ns + nap_ns,
+        slept_tsc=page.slept_tsc + max(tsc_at_wake - page.tsc_at_freeze, 0),
+        slept_error_ns=page.slept_error_ns + realtime_error_ns,
+        woken_generation=page.generation,
     )

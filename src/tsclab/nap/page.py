@@ -1,4 +1,4 @@
-"""The nap page: the 128 bytes host and guest share, version 1 (docs/nap-protocol.md section 1).
+"""The nap page: the 160 bytes host and guest share, version 1 (docs/nap-protocol.md section 1).
 
 A plain mutable record in guest memory; :func:`pack` and :func:`unpack`
 give its fixed little-endian layout, the ABI a real implementation would
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 MAGIC = 0x3150414E  # "NAP1" little-endian
 VERSION = 1
-SIZE = 128
+SIZE = 160
 
 # host_state
 RUNNING, NAP_REQUESTED, NAPPING, WOKEN = 0, 1, 2, 3
@@ -29,8 +29,8 @@ FLAG_NEW_HOST = 1 << 3
 # magic, version, size, seq, host_state, generation, reason, flags, expected_ns,
 # ack_deadline_ns, nap_ns, realtime_error_ns, tsc_at_freeze, tsc_at_wake,
 # tsc_khz, pad, max_sane_delta, guest_state, pad, acked_generation,
-# applied_generation, reserved
-_LAYOUT = struct.Struct("<IHHII Q II Q Q Q Q Q Q I4x Q I4x Q Q 8x")
+# applied_generation, slept_ns, slept_tsc, slept_error_ns, woken_generation, reserved
+_LAYOUT = struct.Struct("<IHHII Q II Q Q Q Q Q Q I4x Q I4x Q Q Q Q Q Q 8x")
 assert _LAYOUT.size == SIZE
 
 
@@ -54,6 +54,12 @@ class NapPage:
     guest_state: int = GUEST_RUNNING
     acked_generation: int = 0
     applied_generation: int = 0
+    # Running totals over every nap since the page was registered: a guest
+    # that missed a nap's wake-up (or two) applies the difference, once.
+    slept_ns: int = 0
+    slept_tsc: int = 0
+    slept_error_ns: int = 0
+    woken_generation: int = 0  # the generation of the last wake-up: what the guest has to apply
 
 
 def pack(page: NapPage) -> bytes:
@@ -78,6 +84,10 @@ def pack(page: NapPage) -> bytes:
         page.guest_state,
         page.acked_generation,
         page.applied_generation,
+        page.slept_ns,
+        page.slept_tsc,
+        page.slept_error_ns,
+        page.woken_generation,
     )
 
 
