@@ -12,7 +12,7 @@ from tsclab.cli import main
 def test_explore_finds_the_three_bugs_and_clears_their_fixed_variants(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert main(["explore", "--json"]) == 0
+    assert main(["explore", "thread", "--json"]) == 0
     results = {r["model"]: r for r in json.loads(capsys.readouterr().out)}
     violated = {name: set(r["violated"]) for name, r in results.items()}
     assert violated == {
@@ -51,5 +51,5 @@ def test_text_output_prints_each_counterexample_step_by_step(capsys: pytest.Capt
 def test_unknown_model_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explore", "nope"]) == 2
     err = capsys.readouterr().err
-    assert "unknown model 'nope'; expected one of: nohz-livelock" in err
+    assert "unknown model 'nope'; expected one of: thread, nap, nap-controls, nohz-livelock" in err
     assert main(["explore", "--max-depth", "0"]) == 2
