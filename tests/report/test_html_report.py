@@ -145,6 +145,17 @@ def test_all_text_is_escaped(tmp_path: Path) -> None:
     assert parse(tmp_path / "index.html").scripts == 1
 
 
+def test_a_note_shows_under_its_scenario_only_escaped(tmp_path: Path) -> None:
+    scenario, results = two_by_two()
+    other = dataclasses.replace(scenario, name="other")
+    notes = {scenario.name: "a SIGSTOP <unannounced>: nothing to ask"}
+    text = write_report(tmp_path, [(scenario, results), (other, results)], seed=7, notes=notes).read_text()
+    assert text.count('<p class="note">') == 1
+    assert '<p class="note">a SIGSTOP &lt;unannounced&gt;: nothing to ask</p>' in text
+    section = text.index('<section class="scenario" id="s1">')
+    assert section < text.index('<p class="note">') < text.index('<section class="scenario" id="s2">')
+
+
 def test_same_input_same_bytes(tmp_path: Path) -> None:
     for name in ("one", "two"):
         scenario, results = two_by_two(samples=3_000)

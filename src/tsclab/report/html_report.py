@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from tsclab.check.verdict import VERDICT_IDS, RunResult
@@ -29,6 +30,7 @@ body { font-family: sans-serif; margin: 1.5em auto; max-width: 1000px; color: #2
 h1 { font-size: 1.5em; } h2 { border-bottom: 2px solid #444; margin-top: 2em; }
 h3 { border-bottom: 1px solid #bbb; margin-top: 1.6em; }
 .meta { color: #555; }
+.note { border-left: 4px solid #b58900; padding: .3em .8em; background: #fdf6e3; }
 table { border-collapse: collapse; margin: 0.6em 0; }
 th, td { border: 1px solid #bbb; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 table.matrix td a { display: block; color: inherit; text-decoration: none; }
@@ -190,12 +192,16 @@ def _combination_html(directory: Path, si: int, ci: int, result: RunResult) -> s
     return "\n".join(out)
 
 
-def _scenario_html(directory: Path, si: int, scenario: Scenario, results: list[RunResult]) -> str:
+def _scenario_html(
+    directory: Path, si: int, scenario: Scenario, results: list[RunResult], note: str = ""
+) -> str:
     out = [
         f'<section class="scenario" id="s{si}">',
         f"<h2>{_esc(scenario.name)}</h2>",
         f'<p class="description">{_esc(scenario.description)}</p>',
     ]
+    if note:
+        out.append(f'<p class="note">{_esc(note)}</p>')
     if scenario.path:
         out.append(f'<p class="meta">from <code>{_esc(scenario.path)}</code></p>')
     if scenario.sources:
@@ -208,14 +214,27 @@ def _scenario_html(directory: Path, si: int, scenario: Scenario, results: list[R
     return "\n".join(out)
 
 
-def render_page(directory: Path, runs: list[tuple[Scenario, list[RunResult]]], seed: int) -> str:
-    """The page's HTML; writes each combination's plot into ``directory`` on the way."""
+def render_page(
+    directory: Path,
+    runs: list[tuple[Scenario, list[RunResult]]],
+    seed: int,
+    notes: Mapping[str, str] | None = None,
+) -> str:
+    """The page's HTML; writes each combination's plot into ``directory`` on the way.
+
+    ``notes`` maps a scenario's name to a remark shown under its
+    description (the demo explains there what the nap cannot avoid).
+    """
+    notes = notes or {}
     counts: dict[str, int] = {}
     for _, results in runs:
         for r in results:
             counts[r.check] = counts.get(r.check, 0) + 1
     summary = ", ".join(f"{counts[c]} {c}" for c in ("pass", "fail", "unchecked", "skipped") if c in counts)
-    body = [_scenario_html(directory, si, s, rs) for si, (s, rs) in enumerate(runs, start=1)]
+    body = [
+        _scenario_html(directory, si, s, rs, notes.get(s.name, ""))
+        for si, (s, rs) in enumerate(runs, start=1)
+    ]
     nav = "".join(f'<li><a href="#s{si}">{_esc(s.name)}</a></li>' for si, (s, _) in enumerate(runs, start=1))
     return "\n".join(
         [
@@ -241,10 +260,15 @@ def render_page(directory: Path, runs: list[tuple[Scenario, list[RunResult]]], s
     )
 
 
-def write_report(directory: Path, runs: list[tuple[Scenario, list[RunResult]]], seed: int) -> Path:
+def write_report(
+    directory: Path,
+    runs: list[tuple[Scenario, list[RunResult]]],
+    seed: int,
+    notes: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``index.html`` and its plots into ``directory`` (created as needed); return the page's path."""
     directory.mkdir(parents=True, exist_ok=True)
-    page = render_page(directory, runs, seed)
+    page = render_page(directory, runs, seed, notes)
     index = directory / "index.html"
     write_text_atomic(index, page)
     return index
