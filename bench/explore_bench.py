@@ -6,13 +6,14 @@ For each model of the ``thread`` group of ``tsclab explore`` (bounded
 scopes: 2-3 processes, depth 64), and for the nap protocol's
 ``nap-frozen-tsc`` and ``nap-unresponsive`` scopes (5 processes: the
 host, the guest's nap work, the tick, a reader of three clocks and the
-counter; one nap of 2 h; docs/nap-protocol.md section 6), the explorer runs with the sleep-set reduction and with plain
-enumeration, in this run.  Printed: states/s and schedules/s with the
-reduction (best of ``repeat`` wall times), the schedules each way, and the
-reduction factor - transitions of plain enumeration over transitions with
-the reduction (both visit every state; the reduction prunes transitions
-only, and the schedules it leaves show the pruning best).  Nothing here is
-a target a test enforces.
+counter; one nap of 2 h; docs/nap-protocol.md section 6), the explorer
+runs with the sleep-set reduction and with plain enumeration, in this run.
+Printed: states/s and schedules/s with the reduction (best of ``repeat``
+wall times), the schedules each way, and the reduction factor -
+transitions of plain enumeration over transitions with the reduction
+(both visit every state; the reduction prunes transitions only, and the
+schedules it leaves show the pruning best).  Nothing here is a target a
+test enforces.
 """
 
 from __future__ import annotations

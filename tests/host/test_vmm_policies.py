@@ -63,7 +63,8 @@ def test_unknown_name_lists_every_policy_name() -> None:
         resolve_policy("vmware")
     assert str(err.value) == (
         "unknown VMM policy 'vmware'; expected one of: qemu, firecracker, cloud-hypervisor, "
-        "upstream-doc, scale-aware, tsc-state, nap (optionally name@version)"
+        "upstream-doc, scale-aware, tsc-state, nap, resume-irq, max-sane, guest-s3, vmclock "
+        "(optionally name@version)"
     )
 
 

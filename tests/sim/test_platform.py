@@ -135,3 +135,23 @@ def test_guest_tsc_and_pvti_are_the_current_vms() -> None:
 def test_pvti_is_none_before_the_guest_enables_kvmclock() -> None:
     vm = KvmVm(HostClock(HostSpec("h", 2_500_000), EPOCH), 1, 0)
     assert Platform(vm).pvti(0) is None
+
+
+# --- the VMCLOCK device and the wall clock ----------------------------------------------------------
+
+
+def test_a_vmclock_marker_moves_on_at_each_load_and_survives_a_new_vm() -> None:
+    platform = Platform(make_vm(), vmclock=True)
+    assert (platform.vmclock_present, platform.vmclock_marker) == (True, 0)
+    assert platform.vmclock_post_load() == 1
+    platform.attach(make_vm(t_ns=10 * S))
+    assert platform.vmclock_post_load() == 2
+    assert not Platform(make_vm()).vmclock_present
+
+
+def test_the_wall_clock_is_the_current_host_s_realtime() -> None:
+    platform = Platform(make_vm())
+    assert platform.wallclock_ns(5 * S) == EPOCH + 5 * S
+    behind = KvmVm(HostClock(HostSpec("late", 2_500_000, realtime_error_ns=-2 * S), EPOCH), 2, 10 * S)
+    platform.attach(behind)
+    assert platform.wallclock_ns(11 * S) == EPOCH + 9 * S

@@ -27,6 +27,14 @@ re-syncs the vCPUs' TSC offsets.  ``upstream-doc`` is the 7-step
 algorithm of KVM's documentation; ``scale-aware`` the same with TSC
 scaling (David Woodhouse's correction); ``tsc-state`` the seed's
 ``KVM_{GET|SET}_TSC_STATE`` (v2) inside QEMU's flow.
+
+The seed thread's alternatives to the nap protocol (docs/simulator.md,
+"Alternatives to the nap") are policies too, each a known VMM's steps plus
+one flag the simulator obeys: ``resume-irq`` (an interrupt into every vCPU
+after every resume, Andy Lutomirski), ``max-sane`` (the most TSC cycles a
+reader may see, published; Andy and tglx), ``guest-s3`` (the guest
+suspended to RAM before a snapshot; Paolo Bonzini) and ``vmclock`` (QEMU's
+VMCLOCK device bumping its disruption marker after every load).
 """
 
 from __future__ import annotations
@@ -46,13 +54,19 @@ class VmmPolicy:
     save: Steps
     restore: Steps
     restore_resume: Steps
-    # Operations across which the VMM freezes kvmclock on purpose (it hides
-    # the interruption from MONOTONIC) - unless the scenario asks for
+    # Operations the policy promises MONOTONIC will not count - QEMU freezes
+    # kvmclock on purpose; the nap and the alternatives that stand in for it
+    # promise suspend's semantics - unless the scenario asks for
     # clock_realtime.  The monotonic-jump check judges against this.
     hides: frozenset[str] = frozenset()
     emulated_timers: bool = True  # the VM has an HPET and an ACPI PM timer
     nap: bool = False  # asks the guest to park first, tells it what changed after (docs/nap-protocol.md)
     devices_stop_on_pause: bool = True  # the device clock stops while the VMM pauses
+    # The thread's alternatives to the nap (docs/simulator.md, "Alternatives to the nap"):
+    resume_irq: bool = False  # an interrupt into every vCPU after each resume, before the vCPUs run
+    max_sane_ns: int = 0  # publish max_sane_delta: this much guest-TSC time, in cycles (0: not published)
+    guest_s3: frozenset[str] = frozenset()  # operations before which the guest is suspended to RAM
+    vmclock: bool = False  # a VMCLOCK device whose disruption marker changes after every load
     sources: tuple[str, ...] = ()
 
     @property
@@ -178,6 +192,80 @@ NAP = replace(
     sources=("docs/nap-protocol.md", "tglx, 10 Dec 2020: 'a notification about we take a nap'"),
 )
 
+# --- the seed thread's alternatives to the nap ---------------------------------
+
+# Andy Lutomirski, 10 Dec 2020, asking tglx whether "a synchronous interrupt
+# or NMI on resume" could do instead.  The nap policy's host side without the
+# asking: the TSC moved on by the elapsed time (scale-aware), and after every
+# resume - the VMM's, or KVM's after a host suspend - an interrupt pending on
+# every vCPU before it runs.  It promises what the nap does (MONOTONIC does
+# not count a nap); the guest's handler can keep that promise only if the
+# counter did not show the nap, which on this offset algorithm it does.
+RESUME_IRQ = replace(
+    SCALE_AWARE,
+    name="resume-irq",
+    version="1",
+    summary="scale-aware offsets; after every resume an interrupt into every vCPU before it runs",
+    hides=NAP.hides,
+    emulated_timers=True,
+    devices_stop_on_pause=True,
+    resume_irq=True,
+    sources=(
+        "Andy Lutomirski, 10 Dec 2020: 'a synchronous interrupt or NMI on resume'",
+        "tglx, 10 Dec 2020: 'Tell it before it takes a nap is simpler and does not require an NMI'",
+    ),
+)
+# How much guest-TSC time max-sane@1 publishes as max_sane_delta.  A busy
+# guest updates timekeeping every tick (4 ms at HZ=250); an all-idle NOHZ one
+# may go longer, and a reader then waits for an update it did not need -
+# time, not correctness.  1 s is this policy's choice, not a documented one.
+MAX_SANE_NS = 1_000_000_000
+# Andy's "max TSC value that makes sense right now" in the timekeeping data,
+# agreed by tglx (10 Dec 2020 <87360djqve.fsf@nanos.tec.linutronix.de>),
+# published by a QEMU-like VMM: nothing else about the nap is told.
+MAX_SANE = replace(
+    QEMU,
+    name="max-sane",
+    version="1",
+    summary="QEMU's flow, publishing max_sane_delta: the most TSC cycles a reader may see between updates",
+    max_sane_ns=MAX_SANE_NS,
+    sources=(
+        "tglx, 10 Dec 2020 <87360djqve.fsf@nanos.tec.linutronix.de>: Andy's 'max TSC value that makes sense'",
+        "docs/nap-protocol.md section 1: the nap page's max_sane_delta",
+    ),
+)
+# Paolo Bonzini, 10 Dec 2020: for snapshot-over-the-weekend "just put it in
+# S3 ... Do what bare metal does".  QEMU asks the guest to suspend to RAM
+# (qemu-guest-agent's guest-suspend-ram), waits for QMP's SUSPEND event,
+# snapshots, and wakes the restored guest (QMP system_wakeup).  Live
+# migration cannot: its downtime is the point.  A pause is not announced with
+# a length (QMP stop has none) and a host suspend is not the VMM's to see.
+GUEST_S3 = replace(
+    QEMU,
+    name="guest-s3",
+    version="1",
+    summary="QEMU's flow; before a snapshot the guest suspends to RAM, and is woken after the restore",
+    guest_s3=frozenset({"snapshot"}),
+    sources=(
+        "Paolo Bonzini, 10 Dec 2020 <eb0cbfaa-251a-810b-3c12-4ee63d082bc8@redhat.com>: 'just put it in S3'",
+        "qemu-guest-agent guest-suspend-ram; QMP system_wakeup",
+    ),
+)
+# QEMU's VMCLOCK device in its basic mode: kvmclock handled as QEMU does,
+# and hw/acpi/vmclock.c vmclock_post_load() changing disruption_marker after
+# every migration or snapshot load.  After the fact: nothing is announced.
+VMCLOCK = replace(
+    QEMU,
+    name="vmclock",
+    version="1",
+    summary="QEMU's flow with a VMCLOCK device: disruption_marker changed after every migration or load",
+    vmclock=True,
+    sources=(
+        "QEMU hw/acpi/vmclock.c vmclock_post_load()",
+        "Linux drivers/ptp/ptp_vmclock.c; include/uapi/linux/vmclock-abi.h",
+    ),
+)
+
 POLICIES: dict[str, tuple[VmmPolicy, ...]] = {
     "qemu": (QEMU,),
     "firecracker": (_FIRECRACKER, FIRECRACKER_FIXED),
@@ -186,6 +274,10 @@ POLICIES: dict[str, tuple[VmmPolicy, ...]] = {
     "scale-aware": (SCALE_AWARE,),
     "tsc-state": (TSC_STATE,),
     "nap": (NAP,),
+    "resume-irq": (RESUME_IRQ,),
+    "max-sane": (MAX_SANE,),
+    "guest-s3": (GUEST_S3,),
+    "vmclock": (VMCLOCK,),
 }
 
 

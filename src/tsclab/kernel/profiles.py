@@ -39,6 +39,14 @@ Version boundaries (all x86-64 guests):
   has it too; 6.6.y stable not checked).  Both take the delta through
   ``clocksource_delta()``, so a watchdog counter that wrapped past its
   negative-motion cutoff reads 0.
+
+The seed thread's alternatives to the nap protocol are guest sides too, on
+the 6.13 core (docs/simulator.md, "Alternatives to the nap"): a handler for
+the VMM's resume interrupt (``resume-irq``), readers that wait for an update
+rather than extrapolate past the host's ``max_sane_delta`` (``max-sane``),
+and a VMCLOCK consumer that steps REALTIME when the disruption marker
+changes (``vmclock``).  Guest S3 needs no profile: every version has the
+suspend path.
 """
 
 from __future__ import annotations
@@ -72,6 +80,10 @@ class KernelProfile:
     watchdog: Watchdog
     watchdog_delta: WatchdogDelta
     nap_protocol: bool = False  # the guest side of tsclab's nap protocol (docs/nap-protocol.md)
+    # The thread's alternatives (kernel/nap_alternatives.py):
+    resume_irq_handler: bool = False  # the VMM's resume interrupt: catch up, touch watchdogs, re-arm
+    max_sane_reader: bool = False  # a delta past max_sane_delta: wait for the update, do not extrapolate
+    vmclock_consumer: bool = False  # a changed VMCLOCK disruption marker steps REALTIME
 
     def behaviours(self) -> dict[str, str]:
         """The selected variants, as text (for ``tsclab profiles``)."""
@@ -92,6 +104,9 @@ class KernelProfile:
             "clocksource watchdog": self.watchdog,
             "watchdog delta to ns": self.watchdog_delta,
             "nap protocol": "yes" if self.nap_protocol else "no",
+            "resume interrupt handler": "yes" if self.resume_irq_handler else "no",
+            "reader past max_sane_delta": "waits for the update" if self.max_sane_reader else "not read",
+            "VMCLOCK consumer": "steps REALTIME on a new marker" if self.vmclock_consumer else "no",
         }
 
 
@@ -165,8 +180,40 @@ NAP = replace(
     nap_protocol=True,
 )
 
+# The seed thread's alternatives to the nap, each the 6.13 core plus one guest-side piece.
+RESUME_IRQ = replace(
+    LINUX_6_13,
+    name="resume-irq",
+    summary="6.13 with a handler for the VMM's resume interrupt: update_wall_time(), watchdogs, timers",
+    resume_irq_handler=True,
+)
+MAX_SANE = replace(
+    LINUX_6_13,
+    name="max-sane",
+    summary="6.13 whose readers wait for the update past the host's max_sane_delta instead of extrapolating",
+    max_sane_reader=True,
+)
+VMCLOCK = replace(
+    LINUX_6_13,
+    name="vmclock",
+    summary="6.13 with a VMCLOCK consumer: a new disruption marker, seen at its next poll, steps REALTIME",
+    vmclock_consumer=True,
+)
+
 PROFILES: dict[str, KernelProfile] = {
-    p.name: p for p in (LINUX_5_10, LINUX_6_1, LINUX_6_1_DEBUG, LINUX_6_6, LINUX_6_10, LINUX_6_13, NAP)
+    p.name: p
+    for p in (
+        LINUX_5_10,
+        LINUX_6_1,
+        LINUX_6_1_DEBUG,
+        LINUX_6_6,
+        LINUX_6_10,
+        LINUX_6_13,
+        NAP,
+        RESUME_IRQ,
+        MAX_SANE,
+        VMCLOCK,
+    )
 }
 
 

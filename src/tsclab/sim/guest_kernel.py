@@ -50,6 +50,13 @@ from tsclab.kernel.cs_watchdog import ClocksourceWatchdog
 from tsclab.kernel.hung_task import BlockedTask, HungTaskDetector
 from tsclab.kernel.kvmclock import KvmclockGuest
 from tsclab.kernel.lockup_rules import counter_wrap_ns
+from tsclab.kernel.nap_alternatives import (
+    VMCLOCK_POLL_NS,
+    SuspendToRam,
+    VmclockConsumer,
+    beyond_max_sane,
+    max_sane_cycles,
+)
 from tsclab.kernel.ntp import ADJ_MAXERROR, ADJ_STATUS, STA_PLL, STA_UNSYNC, NtpState, Timex
 from tsclab.kernel.profiles import KernelProfile
 from tsclab.kernel.rcu_stall import RcuStallDetector, RcuStallVariant
@@ -229,6 +236,10 @@ class GuestKernel:
         # The nap page lives in guest memory; only a guest with the protocol registers it.
         self.nap_page = NapPage()
         self.nap = NapGuest(self, self.nap_page) if profile.nap_protocol else None
+        # The thread's alternatives to the nap: every kernel can suspend to RAM;
+        # a VMCLOCK consumer only where the profile runs one.
+        self.s3 = SuspendToRam(self, self._kvm_wallclock)
+        self.vmclock = VmclockConsumer(self.tkg) if profile.vmclock_consumer else None
 
     # --- boot ---------------------------------------------------------
 
@@ -302,6 +313,11 @@ class GuestKernel:
                     reader.phase_ns if reader.phase_ns is not None else rng.randrange(reader.every_ns)
                 )
                 self._schedule_reader(vcpu.index, vcpu.reader_phase)
+        if self.vmclock is not None and self.platform.vmclock_present:
+            # A daemon with its own phase, drawn after the readers' so that theirs do not change.
+            first = 1 + rng.randrange(VMCLOCK_POLL_NS)
+            self._add_hrtimer(0, first, VMCLOCK_POLL_NS, "vmclock-poll", self._vmclock_poll)
+            self._program(0)
 
     # --- counters and clocks -------------------------------------------
 
@@ -404,10 +420,24 @@ class GuestKernel:
         self.nap.park()
 
     def _check_paused(self) -> bool:
-        """``kvm_check_and_clear_guest_paused()`` on the current vCPU."""
-        return self.kvmclock.check_and_clear_guest_paused(
+        """``kvm_check_and_clear_guest_paused()`` on the current vCPU, with the nap's check point.
+
+        True when ``PVCLOCK_GUEST_STOPPED`` was set or a nap was applied
+        here (docs/nap-protocol.md step 12): either way the caller's
+        watchdog was just touched.
+        """
+        paused = self.kvmclock.check_and_clear_guest_paused(
             self.platform.pvti(self.cpu), self._guest_stopped_seen
         )
+        return self._nap_checkpoint() or paused
+
+    def _nap_checkpoint(self) -> bool:
+        """Step 12 of the nap protocol: apply a wake-up the guest did not park for."""
+        if self.nap is None or not self.nap.check():
+            return False
+        generation = self.nap_page.applied_generation
+        self._message(self.cpu, "nap", f"nap: generation {generation} applied late (unannounced)")
+        return True
 
     def _message(self, vcpu: int, kind: str, text: str, value: int = 0) -> None:
         """printk to the serial console, whose write path touches this vCPU's watchdog."""
@@ -518,10 +548,7 @@ class GuestKernel:
         self.jiffies += ticks
         was_unsync, before = bool(self.ntp.time_status & STA_UNSYNC), self.ntp.time_maxerror
         self.tkg.update_wall_time()
-        if self.nap is not None and self.nap.check():
-            self._message(
-                self.cpu, "nap", f"nap: generation {self.nap_page.generation} applied late (unannounced)"
-            )
+        self._nap_checkpoint()
         unsync, after = bool(self.ntp.time_status & STA_UNSYNC), self.ntp.time_maxerror
         # Worth recording: a change of sync state, or an update that accumulated seconds at once.
         if unsync != was_unsync or after - before > NTP_GROWTH_NOTE_US:
@@ -587,6 +614,27 @@ class GuestKernel:
             real.nsec,
         )
 
+    def _vmclock_poll(self, _vcpu: int, _now_kt: int) -> None:
+        """The VMCLOCK consumer's poll, a user-space timer: a new disruption marker steps REALTIME."""
+        assert self.vmclock is not None  # armed only with a consumer
+        before = self.tkg.ktime_get_real()
+        reference = self._kvm_wallclock()
+        if not self.vmclock.poll(self.platform.vmclock_marker, reference):
+            return
+        step = reference.to_ns() - before
+        self.trace.events.append(
+            TimelineEvent(
+                self.t,
+                "guest",
+                "vmclock-step",
+                f"disruption_marker {self.vmclock.marker}: do_settimeofday64() stepped REALTIME by {step} ns",
+            )
+        )
+        # TK_CLEAR_NTP: unsynchronised until the NTP daemon's next adjtimex().
+        self.trace.ntp.append(
+            NtpRecord(self.t, bool(self.ntp.time_status & STA_UNSYNC), self.ntp.time_maxerror)
+        )
+
     # --- the timer wheel -------------------------------------------------
 
     def _add_wheel(self, expires: int, name: str, callback: Callable[[int, int], None]) -> None:
@@ -610,6 +658,7 @@ class GuestKernel:
         assert wd_cs is not None
         if watchdog.unstable:
             return
+        self._nap_checkpoint()  # applying a nap touches this watchdog: the next run re-bases
         cs_now = self._read_counter("tsc")
         wd_now = self.platform.device_counter(wd_cs.freq_hz, wd_cs.mask, self.t)
         outcome = watchdog.run(cs_now, wd_now, vcpu)
@@ -671,9 +720,34 @@ class GuestKernel:
         if reader is None:
             return
         self.cpu = vcpu
+        if self.profile.max_sane_reader:
+            self._max_sane_wait(vcpu)
         for clock in reader.clocks or CLOCKS:
             sample = self._read_vdso(vcpu, clock) if reader.path == "vdso" else None
             self.trace.samples.append(sample or self._read_kernel(vcpu, clock))
+
+    def _max_sane_wait(self, vcpu: int) -> None:
+        """A max-sane reader's test: past the host's ``max_sane_delta`` it waits for the update.
+
+        The update it waits for is a tick's: after a nap every vCPU's clock
+        event is overdue and its interrupt pending, and the reader (user
+        space, or a syscall) runs with interrupts on, so the first tick ends
+        the wait.  The model runs that update here, before the read.  A
+        kernel reader with interrupts off on the only CPU that could update
+        would wait forever (tglx, 10 Dec 2020: the NOHZ entry path "would
+        simply livelock"); no workload here reads with interrupts off.
+        """
+        limit = max_sane_cycles(self.nap_page.max_sane_delta, self.tsc_cs.freq_hz, self.clock.freq_hz)
+        tkr = self.tkg.tk.tkr_mono
+        delta = (self._read_clocksource() - tkr.cycle_last) & tkr.mask
+        if not beyond_max_sane(delta, limit, tkr.mask):
+            return
+        self.trace.events.append(
+            TimelineEvent(
+                self.t, "guest", "max-sane-wait", f"vCPU {vcpu}: {delta} cycles past the update, over {limit}"
+            )
+        )
+        self.tick_do_update_jiffies64(self.ktime_get())
 
     def _read_kernel(self, vcpu: int, clock: str) -> Sample:
         tk = self.tkg.tk
@@ -708,10 +782,11 @@ class GuestKernel:
     def vcpus_stopped(self, t_ns: int, *, reason: str) -> None:
         """No vCPU runs from ``t_ns``: the last reads, then nothing is scheduled on them.
 
-        A guest parked for a nap is already in ``stop_machine``: nothing more happens.
+        A guest parked for a nap (in ``stop_machine``) or suspended to RAM has
+        stopped already: nothing more happens.
         """
         self.t = t_ns
-        if self.nap is not None and self.nap.parked:
+        if self.asleep:
             self.platform.stop_vcpus(t_ns)
             self.trace.events.append(TimelineEvent(t_ns, "guest", "vcpus-stopped", reason))
             return
@@ -728,8 +803,11 @@ class GuestKernel:
         self.platform.stop_vcpus(t_ns)
         self.trace.events.append(TimelineEvent(t_ns, "guest", "vcpus-stopped", reason))
 
-    def vcpus_run(self, t_ns: int, *, reason: str) -> None:
-        """Every vCPU enters the guest again at ``t_ns`` (KVM handles its requests first)."""
+    def vcpus_run(self, t_ns: int, *, reason: str, resume_irq: bool = False) -> None:
+        """Every vCPU enters the guest again at ``t_ns`` (KVM handles its requests first).
+
+        ``resume_irq``: the VMM made an interrupt pending on every vCPU first.
+        """
         self.t = t_ns
         self.platform.start_vcpus(t_ns)
         self.trace.events.append(TimelineEvent(t_ns, "guest", "vcpus-run", reason))
@@ -746,6 +824,10 @@ class GuestKernel:
             )
             for vcpu in self.vcpus:
                 self._program(vcpu.index)  # hrtimers_resume(): deadlines from the re-based clock
+        if self.s3.suspended:
+            self._s3_resume(t_ns)
+        if resume_irq:
+            self._deliver_resume_irq(t_ns)
         for key, (_handle, remaining, fn) in list(self._io_events.items()):
             self._queue_io(key, remaining, fn)
         for vcpu in self.vcpus:
@@ -758,6 +840,75 @@ class GuestKernel:
                 )
             self.cpu = vcpu.index
             self._arm_irq(vcpu.index)
+
+    # --- the thread's alternatives to the nap ------------------------------------
+
+    @property
+    def asleep(self) -> bool:
+        """Parked for a nap, or suspended to RAM: the vCPUs stopping changes nothing more."""
+        return (self.nap is not None and self.nap.parked) or self.s3.suspended
+
+    def _kvm_wallclock(self) -> Timespec64:
+        """``read_persistent_clock64()`` on a KVM guest: ``kvm_get_wallclock()``, the host's realtime."""
+        return Timespec64.from_ns(self.platform.wallclock_ns(self.t))
+
+    def s3_suspend(self, t_ns: int) -> None:
+        """The guest's suspend to RAM reaches S3: last reads, ``timekeeping_suspend()``, vCPUs halted."""
+        self.vcpus_stopped(t_ns, reason="S3: suspended to RAM")
+        self.cpu = 0
+        self.s3.suspend()
+
+    def _s3_resume(self, t_ns: int) -> None:
+        """Woken from S3: ``timekeeping_resume()`` before any task runs, then ``hrtimers_resume()``."""
+        self.cpu = 0
+        slept = self.s3.resume()
+        self.trace.events.append(
+            TimelineEvent(
+                t_ns, "guest", "s3-resume", f"timekeeping_resume(): {slept} ns slept (kvm wall clock)"
+            )
+        )
+        for vcpu in self.vcpus:
+            self._program(vcpu.index)
+
+    def _deliver_resume_irq(self, t_ns: int) -> None:
+        """The VMM's resume interrupt, pending on every vCPU as it enters the guest again.
+
+        Taken as this model takes every pending interrupt: after a resumed
+        busy vCPU's first read (what the real guest under QEMU showed), so
+        that read still sees the counter's whole delta - as a reader with
+        interrupts off would, which is what Andy Lutomirski asked about.
+        """
+        for vcpu in self.vcpus:
+            self.engine.at(
+                t_ns,
+                partial(self._resume_irq, vcpu.index),
+                priority=PRIO_IRQ,
+                label=f"resume-irq{vcpu.index}",
+            )
+
+    def _resume_irq(self, vcpu: int) -> None:
+        """The resume interrupt's handler: catch up, touch the watchdogs, fire what is due, re-arm.
+
+        It knows nothing of the nap but what the counter shows: the catch-up
+        is ``update_wall_time()`` through ``tick_do_update_jiffies64()``, so a
+        nap the counter showed lands in MONOTONIC, and every timer due
+        meanwhile fires at once.  Without a handler (any profile but
+        ``resume-irq``) the vector is spurious and nothing happens.
+        """
+        self.t, self.cpu = self.engine.now, vcpu
+        if not self.platform.running:
+            return
+        if not self.profile.resume_irq_handler:
+            self.trace.events.append(TimelineEvent(self.t, "guest", "resume-irq", f"vCPU {vcpu}: no handler"))
+            return
+        self.tick_do_update_jiffies64(self.ktime_get())
+        self.pvclock_touch_watchdogs(vcpu)
+        state = self.vcpus[vcpu]
+        if state.irq_event is not None:
+            self.engine.cancel(state.irq_event)
+            state.irq_event = None
+        self._interrupt(vcpu)
+        self.trace.events.append(TimelineEvent(self.t, "guest", "resume-irq", f"vCPU {vcpu}: caught up"))
 
     def _first_read(self, vcpu: int) -> None:
         """The resumed reader's read, then back on its own grid of reads."""

@@ -10,6 +10,11 @@ stopped (``vm_stop``), is carried across migration and snapshots, and -
 being based on the host's CLOCK_MONOTONIC - stands still while the host
 sleeps.  A SIGSTOPped VMM does not stop it: the process simply is not
 running, and the clock reads the elapsed time when it runs again.
+
+A VMM may also give the guest a VMCLOCK device (QEMU's ``hw/acpi/vmclock.c``
+in its basic mode): a page whose ``disruption_marker`` the VMM changes after
+every migration or snapshot load; the device is part of the VM's state and
+carries its marker across.
 """
 
 from __future__ import annotations
@@ -44,9 +49,11 @@ class DeviceClock:
 class Platform:
     """The current VM, the device clock, and when the vCPUs were not running."""
 
-    def __init__(self, kvm: KvmVm) -> None:
+    def __init__(self, kvm: KvmVm, *, vmclock: bool = False) -> None:
         self.kvm = kvm
         self.devices = DeviceClock()
+        self.vmclock_present = vmclock
+        self.vmclock_marker = 0  # VMCLOCK's disruption_marker
         self.running = True
         self._stopped_since = 0
         # (start, end) true-time intervals during which no vCPU ran.
@@ -55,6 +62,20 @@ class Platform:
     def attach(self, kvm: KvmVm) -> None:
         """A restore or migration: the guest now runs in ``kvm``."""
         self.kvm = kvm
+
+    def vmclock_post_load(self) -> int:
+        """QEMU's ``vmclock_post_load()``: the loaded device's ``disruption_marker`` moves on; returns it."""
+        self.vmclock_marker += 1
+        return self.vmclock_marker
+
+    def wallclock_ns(self, t_ns: int) -> int:
+        """What ``kvm_get_wallclock()`` gives the guest: the current host's CLOCK_REALTIME.
+
+        KVM publishes host realtime less kvmclock at each ``MSR_KVM_WALL_CLOCK_NEW``
+        write (``kvm_write_wall_clock()``), which the guest makes on every
+        read, and the guest adds its pvclock reading back.
+        """
+        return self.kvm.host.realtime_ns(t_ns)
 
     def stop_vcpus(self, t_ns: int) -> None:
         if self.running:

@@ -20,6 +20,14 @@ Events:
   source, the downtime, restore on the destination;
 * ``host-suspend`` - KVM's PM notifier, the host sleeps, KVM's resume
   path; the VMM does nothing (it is not told).
+
+Policies that follow the seed thread's alternatives to the nap add one
+step each, where the VMM would take it: ``resume_irq`` an interrupt pending
+on every vCPU as it runs again (after anything but a SIGSTOP, which nobody
+knew of); ``max_sane_ns`` the page's ``max_sane_delta`` at boot and after
+every restore; ``guest_s3`` the guest suspended to RAM before the freeze
+and woken after; ``vmclock`` the disruption marker moved on after every
+restore or migration.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from tsclab.host.hosts import HostClock
 from tsclab.host.kvm_vm import KvmVm
 from tsclab.host.vmm_policies import VmmPolicy, resolve_policy
 from tsclab.host.vmm_steps import SavedState, StepRunner
+from tsclab.kernel.nap_alternatives import S3_ANSWER_TIMEOUT_NS, S3_SUSPEND_NS
 from tsclab.kernel.profiles import get_profile
 from tsclab.nap import host as nap_host
 from tsclab.scenario.model import Event, Scenario
@@ -100,8 +109,9 @@ class Run:
             return self.trace
         spec = self.scenario.guest
         self.kvm = KvmVm(self.host, spec.vcpus, 0, tsc_khz=spec.tsc_khz)
-        self.platform = Platform(self.kvm)
+        self.platform = Platform(self.kvm, vmclock=self.policy.vmclock)
         self.guest = GuestKernel(spec, self.profile, self.platform, self.engine, self.trace)
+        self._publish_max_sane()
         self.guest.start(spec.workload, self.engine.rng)
         self.trace.boot_values = self.guest.boot_values()
         for event in self.scenario.events:
@@ -147,15 +157,22 @@ class Run:
     # --- the nap protocol's host side ----------------------------------------
 
     def _when_frozen(self, event: Event, t: int, freeze: Callable[[int], None]) -> None:
-        """Stop the VM for ``event`` at ``t`` - under the nap policy, after asking the guest first.
+        """Stop the VM for ``event`` at ``t`` - after asking the guest first, if the policy asks.
 
-        The guest parks within ``PARK_NS`` when it runs the protocol and
-        answers; otherwise the host waits the deadline (or not at all when
-        the guest never registered a page) and naps it anyway.
+        The nap policy asks the guest to park; ``guest-s3`` asks it to
+        suspend to RAM (:meth:`_suspend_first`); the others just stop it.
         """
-        if not self.policy.nap:
+        if self.policy.nap:
+            self._nap_first(event, t, freeze)
+        elif event.action in self.policy.guest_s3:
+            self._suspend_first(event, t, freeze)
+        else:
             freeze(t)
-            return
+
+    def _nap_first(self, event: Event, t: int, freeze: Callable[[int], None]) -> None:
+        """The nap request: the guest parks within ``PARK_NS`` when it runs the protocol and
+        answers; otherwise the host waits the deadline (or not at all when the guest never
+        registered a page) and naps it anyway."""
         if not self.guest.nap_capable:
             self.log(t, "vmm", "nap: the guest registered no nap page; napping without asking")
             freeze(t)
@@ -174,6 +191,38 @@ class Run:
             freeze(now)
 
         self.engine.at(t + nap_host.PARK_NS, parked, priority=PRIO_VMM, label="nap-park")
+
+    def _suspend_first(self, event: Event, t: int, freeze: Callable[[int], None]) -> None:
+        """Paolo Bonzini's "just put it in S3": the guest suspends to RAM, then the VMM freezes it.
+
+        The request is qemu-guest-agent's ``guest-suspend-ram``; the guest
+        takes ``S3_SUSPEND_NS`` to get there (running all the while), and the
+        VMM waits for QMP's SUSPEND event.  A guest that does not answer is
+        frozen awake after ``S3_ANSWER_TIMEOUT_NS``.  Both waits are the
+        host's cost, on the timeline.
+        """
+        self.trace.events.append(TimelineEvent(t, "vmm", "guest-s3-request", "guest-suspend-ram"))
+        if event.unresponsive:
+
+            def give_up() -> None:
+                now = self.engine.now
+                self.trace.events.append(
+                    TimelineEvent(now, "vmm", "guest-s3-timeout", f"no SUSPEND event after {now - t} ns")
+                )
+                freeze(now)
+
+            self.engine.at(t + S3_ANSWER_TIMEOUT_NS, give_up, priority=PRIO_VMM, label="s3-timeout")
+            return
+
+        def suspended() -> None:
+            now = self.engine.now
+            self.guest.s3_suspend(now)
+            self.trace.events.append(
+                TimelineEvent(now, "guest", "s3-suspended", f"in S3 after {now - t} ns of suspending")
+            )
+            freeze(now)
+
+        self.engine.at(t + S3_SUSPEND_NS, suspended, priority=PRIO_VMM, label="s3-suspended")
 
     def _freeze_unacked(self, generation: int, freeze: Callable[[int], None]) -> None:
         now = self.engine.now
@@ -215,6 +264,25 @@ class Run:
             new_host=self.host is not source,
         )
 
+    # --- the other alternatives' host sides ----------------------------------------
+
+    def _publish_max_sane(self) -> None:
+        """``max_sane_delta`` in the page, as guest-TSC cycles at the rate the TSC really runs.
+
+        A single aligned 8-byte store, so no ``seq`` round is needed.
+        """
+        if self.policy.max_sane_ns:
+            khz = self._effective_tsc_khz()
+            self.guest.nap_page.max_sane_delta = self.policy.max_sane_ns * khz // 1_000_000
+
+    def _vmclock_loaded(self, t: int) -> None:
+        """QEMU's ``vmclock_post_load()`` on the destination: the disruption marker moves on."""
+        if self.policy.vmclock:
+            marker = self.platform.vmclock_post_load()
+            self.trace.events.append(
+                TimelineEvent(t, "vmm", "vmclock-disruption", f"disruption_marker {marker}")
+            )
+
     def _steps(self, event: Event) -> StepRunner:
         return StepRunner(self.log, clock_realtime=event.clock_realtime)
 
@@ -229,15 +297,19 @@ class Run:
             # Time the guest's own clocksource counter stood still (not time its wraps lost).
             self._counter_stop = t if self.guest.on_device_counter else None
 
-    def _run_guest(self, t: int, reason: str) -> None:
+    def _run_guest(self, t: int, reason: str, event: Event) -> None:
         """The end of every event: the vCPUs run again, and the next queued event may start."""
         self._flush_kvm_log()
         if self._counter_stop is not None:
             self.trace.counter_stopped.append((self._counter_stop, t))
             self._counter_stop = None
         self._nap_wake(t)
+        if self.guest.s3.suspended:
+            self.trace.events.append(TimelineEvent(t, "vmm", "guest-s3-wake", "system_wakeup"))
         self.platform.devices.start(t)
-        self.guest.vcpus_run(t, reason=reason)
+        # A SIGCONT is nobody's resume: no VMM code ran, no interrupt was made pending.
+        resume_irq = self.policy.resume_irq and event.action != "stop"
+        self.guest.vcpus_run(t, reason=reason, resume_irq=resume_irq)
         self._busy = False
         self._finished_ns = t
         if self._waiting:
@@ -256,7 +328,7 @@ class Run:
             start = self.engine.now
             done = steps.run(self.policy.resume, self.kvm, saved, start)
             self._interruption(t, done, event, nap=False)
-            self._run_guest(done, "VMM resume")
+            self._run_guest(done, "VMM resume", event)
 
         self.engine.at(t + event.duration_ns, resume, priority=PRIO_VMM, label="resume")
 
@@ -265,7 +337,7 @@ class Run:
 
         def cont() -> None:
             self._interruption(t, self.engine.now, event, nap=False)
-            self._run_guest(self.engine.now, "SIGCONT")
+            self._run_guest(self.engine.now, "SIGCONT", event)
 
         self.engine.at(t + event.duration_ns, cont, priority=PRIO_VMM, label="cont")
 
@@ -287,6 +359,8 @@ class Run:
         self.kvm = kvm
         self.platform.attach(kvm)
         done = steps.run(self.policy.restore, kvm, saved, t)
+        self._vmclock_loaded(done)
+        self._publish_max_sane()
         return steps.run(self.policy.restore_resume, kvm, saved, done)
 
     def _snapshot(self, event: Event, t: int) -> None:
@@ -302,7 +376,7 @@ class Run:
             self._vm_alive = True
             done = self._restore(kvm, saved, steps, start)
             self._interruption(t, done, event, nap=True)
-            self._run_guest(done, f"restored on {target.name}")
+            self._run_guest(done, f"restored on {target.name}", event)
 
         self.engine.at(t + event.duration_ns, restore, priority=PRIO_VMM, label="restore")
 
@@ -319,7 +393,7 @@ class Run:
                 self.host = target
                 done = self._restore(destination, saved, steps, start)
                 self._interruption(stop, done, event, nap=True)
-                self._run_guest(done, f"migrated to {target.name}")
+                self._run_guest(done, f"migrated to {target.name}", event)
 
             self.engine.at(stop + event.duration_ns, switch_over, priority=PRIO_VMM, label="switch-over")
 
@@ -338,7 +412,7 @@ class Run:
             now = self.engine.now
             kvm.host_resumed(now)
             self._interruption(t, now, event, nap=True)
-            self._run_guest(now, f"host {host.name} resumed")
+            self._run_guest(now, f"host {host.name} resumed", event)
 
         self.engine.at(t + event.duration_ns, wake, priority=PRIO_VMM, label="host-resume")
 
