@@ -17,6 +17,7 @@ from tsclab.cli.clocksource_cmd import clocksource_command
 from tsclab.cli.demo_cmd import demo_command
 from tsclab.cli.explore_cmd import explore_command
 from tsclab.cli.guest_cmd import guest_group
+from tsclab.cli.kvm_cmd import kvm_group
 from tsclab.cli.profiles_cmd import profiles_command
 from tsclab.cli.run_cmd import run_command
 from tsclab.cli.scenarios_cmd import scenarios_command
@@ -40,6 +41,7 @@ cli.add_command(guest_group)
 cli.add_command(run_command)
 cli.add_command(explore_command)
 cli.add_command(scenarios_command)
+cli.add_command(kvm_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,20 @@
+"""What this process holds: open fds and mappings, to check that nothing leaks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def open_fds() -> set[str]:
+    """This process's open file descriptors."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def mapped(address: int) -> bool:
+    """Whether ``address`` lies in one of this process's mappings (/proc/self/maps)."""
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        if start <= address < end:
+            return True
+    return False
