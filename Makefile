@@ -41,6 +41,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/timekeeper_bench.py
 	$(BIN)/python bench/sim_bench.py
 	$(BIN)/python bench/explore_bench.py
+	$(BIN)/python bench/kvm_migrate_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -18,3 +18,20 @@ def mapped(address: int) -> bool:
         if start <= address < end:
             return True
     return False
+
+
+def child_pids() -> set[int]:
+    """Processes whose parent is this one (running or not yet reaped)."""
+    me = os.getpid()
+    children: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == me:
+            children.add(int(entry.name))
+    return children

@@ -1,9 +1,12 @@
-"""``tsclab kvm``: this host's real KVM - what it offers for guest time, and the kernel's clock selftests.
+"""``tsclab kvm``: this host's real KVM - what it offers for guest time, the kernel's clock selftests,
+and migration of the probe guest between two VMM processes.
 
 Exit codes: ``probe``: 0 done (also when features are missing), 2 bad
 usage, 3 ``/dev/kvm`` absent or unusable (the message says why).
 ``selftest``: 0 every case passed or was skipped, 1 a case failed, 2 bad
-usage, 3 ``/dev/kvm`` absent or unusable.
+usage, 3 ``/dev/kvm`` absent or unusable. ``migrate``: 0 every migration
+done, 1 a migration failed (or could not be set up, e.g. ``--netns``
+without root), 2 bad usage, 3 ``/dev/kvm`` absent or unusable.
 """
 
 from __future__ import annotations
@@ -14,11 +17,18 @@ from typing import Any
 
 import click
 
-from tsclab.kvm.errors import KvmError, KvmUnavailableError
+from tsclab.cli.params import duration
+from tsclab.kvm import migrate_render
+from tsclab.kvm.errors import GuestError, KvmError, KvmUnavailableError
+from tsclab.kvm.facts import HostFacts, host_facts
 from tsclab.kvm.host_info import HostInfo, host_info
+from tsclab.kvm.migrate import MigrationOptions, MigrationReport, MigrationSetupError, migrate
+from tsclab.kvm.netns import NetnsError
 from tsclab.kvm.probe import ERROR, NO, YES, ProbeReport, probe
 from tsclab.kvm.selftest import FAIL, PASS, SKIP, SelftestReport, selftest
 from tsclab.kvm.system import DEVICE, Kvm
+from tsclab.kvm.vmm_process import MIGRATE_POLICIES, migrate_policy
+from tsclab.kvm.wire import Fault
 
 EXIT_FAILED = 1
 EXIT_NO_KVM = 3
@@ -29,9 +39,13 @@ class KvmUnusable(click.ClickException):
     exit_code = EXIT_NO_KVM
 
 
+MAX_DOWNTIME_NS = 600 * 1_000_000_000
+
+
 @click.group("kvm")
 def kvm_group() -> None:
-    """Real KVM on this host: probe what it offers for guest time, run the kernel's clock selftests."""
+    """Real KVM on this host: probe what it offers for guest time, run the kernel's clock selftests,
+    migrate the probe guest between two VMM processes."""
 
 
 _JSON = click.option("--json", "as_json", is_flag=True, help="One JSON document (keys sorted) on stdout.")
@@ -130,3 +144,102 @@ def selftest_command(as_json: bool, device: str) -> int:
     else:
         click.echo(render_selftest(report))
     return EXIT_FAILED if report.failed else 0
+
+
+def _policies(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return MIGRATE_POLICIES
+    try:
+        migrate_policy(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    return (value.strip(),)
+
+
+def _downtime(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    ns = duration(ctx, param, value) or 0
+    if ns > MAX_DOWNTIME_NS:
+        raise click.BadParameter(f"at most 600s, got {value!r}")
+    return ns
+
+
+def _fault(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Fault | None:
+    if value is None:
+        return None
+    try:
+        return Fault.parse(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _facts(device: str) -> HostFacts:
+    with _open(device) as kvm:
+        try:
+            return host_facts(kvm)
+        except (KvmError, GuestError) as err:
+            raise KvmUnusable(f"no usable KVM: {device} cannot run the probe guest: {err}") from None
+
+
+class MigrationFailed(click.ClickException):
+    exit_code = EXIT_FAILED
+
+
+@kvm_group.command("migrate")
+@click.option(
+    "--policy",
+    default=None,
+    callback=_policies,
+    metavar="P",
+    help=f"The VMM policy: one of {', '.join(MIGRATE_POLICIES)} (default: each in turn).",
+)
+@click.option(
+    "--downtime",
+    default="0s",
+    callback=_downtime,
+    metavar="D",
+    help="An artificial stop added on the source after the save, e.g. 2s (default 0s).",
+)
+@click.option(
+    "--netns", is_flag=True, help="Run each VMM in its own network namespace, joined by a veth (root)."
+)
+@_JSON
+@_DEVICE
+@click.option("--fault", default=None, callback=_fault, hidden=True, help="KIND@MESSAGE: inject a fault.")
+@click.option("--destination-tsc-khz", type=click.IntRange(min=1), default=None, hidden=True)
+def migrate_command(
+    policy: tuple[str, ...],
+    downtime: int,
+    netns: bool,
+    as_json: bool,
+    device: str,
+    fault: Fault | None,
+    destination_tsc_khz: int | None,
+) -> int:
+    """Migrate the probe guest between two VMM processes over TCP, per VMM policy.
+
+    Measures what the guest sees - its kvmclock and TSC against host realtime across the downtime -
+    and compares it with the model's prediction for the same operations.
+    """
+    facts = _facts(device)
+    reports: list[MigrationReport] = []
+    for name in policy:
+        options = MigrationOptions(
+            policy=name,
+            downtime_ns=downtime,
+            netns=netns,
+            fault=fault,
+            destination_tsc_khz=destination_tsc_khz,
+            device=device,
+        )
+        try:
+            reports.append(migrate(options, facts))
+        except (NetnsError, MigrationSetupError) as err:
+            raise MigrationFailed(f"{name}: {err}") from None
+    if as_json:
+        _dump({"host": facts.to_dict(), "device": device, "migrations": [r.to_dict() for r in reports]})
+    else:
+        blocks = [migrate_render.header(facts, device), *(migrate_render.render(r) for r in reports)]
+        if len(reports) > 1:
+            blocks.append(migrate_render.table(reports))
+        click.echo("\n\n".join(blocks))
+    return 0 if all(r.ok for r in reports) else EXIT_FAILED

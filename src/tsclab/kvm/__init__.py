@@ -15,9 +15,17 @@ Layers inside the package, each module one job:
 * the probe guest: :mod:`~tsclab.kvm.guest_code` (hand-assembled bytes) and
   :class:`ProbeGuest` (runs it, brackets its readings with host reads);
 * reports: :mod:`~tsclab.kvm.probe` (``tsclab kvm probe``) and
-  :mod:`~tsclab.kvm.selftest` (``tsclab kvm selftest``).
+  :mod:`~tsclab.kvm.selftest` (``tsclab kvm selftest``);
+* migration (``tsclab kvm migrate``): :mod:`~tsclab.kvm.wire` (the stream),
+  :mod:`~tsclab.kvm.steps` (the policies' step names on a real VM),
+  :mod:`~tsclab.kvm.vmm_source` and :mod:`~tsclab.kvm.vmm_destination` (the
+  two VMM processes), :mod:`~tsclab.kvm.measure` (what the guest saw) and
+  :mod:`~tsclab.kvm.migrate` (the command).
 
-This layer knows nothing of the model: it reads and writes real KVM state.
+The layer below migration knows nothing of the model: it reads and writes
+real KVM state. Migration runs the model's policy definitions
+(``tsclab.host.vmm_policies``) for real, and :mod:`~tsclab.kvm.agreement`
+compares what it measured with the model's prediction.
 """
 
 from tsclab.kvm.clock import ClockData

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from tsclab.kvm import constants as c
 from tsclab.kvm import guest_code as g
-from tsclab.kvm.clock import ClockData, monotonic_raw_ns
+from tsclab.kvm.clock import ClockData, monotonic_raw_ns, realtime_ns
 from tsclab.kvm.cpu_state import complete_pending_io
 from tsclab.kvm.cpuid import CpuidEntry
 from tsclab.kvm.deadline import deadline
@@ -43,6 +43,10 @@ class GuestSample:
     the same points. ``pvclock`` is the guest's pvclock page as it was
     when the guest read the TSC (None when kvmclock is off) and
     ``kvmclock`` what the guest's kvmclock read for ``tsc``.
+    ``before_realtime``/``after_realtime`` are host CLOCK_REALTIME read by
+    the VMM just outside the two KVM_GET_CLOCK calls: a bracket that holds
+    even when KVM_GET_CLOCK carries no ``KVM_CLOCK_REALTIME`` (0 when not
+    taken).
     """
 
     tsc: int
@@ -52,6 +56,8 @@ class GuestSample:
     after_ns: int
     pvclock: PvclockTimeInfo | None
     kvmclock: int | None
+    before_realtime: int = 0
+    after_realtime: int = 0
 
 
 class ProbeGuest:
@@ -155,17 +161,21 @@ class ProbeGuest:
         return self._collect_sample()
 
     def _collect_sample(self) -> GuestSample:
+        before_realtime = realtime_ns()
         before = self.vm.get_clock()
         before_ns = monotonic_raw_ns()
         low = self._run_expect_out(g.TSC_LOW_PORT)
         after_ns = monotonic_raw_ns()
         after = self.vm.get_clock()
+        after_realtime = realtime_ns()
         page = self.pvclock()
         high = self._run_expect_out(g.TSC_HIGH_PORT)
         self._pending_in = self._run_until_request("the next request")
         tsc = (high.value << 32) | low.value
         kvmclock = pvclock_read_cycles(page, tsc) if page is not None and page.enabled else None
-        return GuestSample(tsc, before, after, before_ns, after_ns, page, kvmclock)
+        return GuestSample(
+            tsc, before, after, before_ns, after_ns, page, kvmclock, before_realtime, after_realtime
+        )
 
     def halt(self) -> HltExit:
         """Ask the guest to HLT; returns the KVM_EXIT_HLT, with the guest parked at its next request."""
