@@ -563,3 +563,25 @@ def test_a_sleep_before_the_vm_existed_is_not_compensated() -> None:
     vm.host_resumed(100 * S)
     assert vm.get_tsc_offset(0) == offset
     assert not vm.backwards_tsc_observed
+
+
+def test_a_kvm_that_ignores_tsc_writes_keeps_every_guest_on_the_host_tsc() -> None:
+    host = make_host()
+    vm = KvmVm(host, 2, 0, ignores_tsc_writes=True)
+    upstream = KvmVm(host, 2, 0)
+    t = 5 * S
+    assert vm.guest_tsc(0, t) == vm.guest_tsc(1, t) == host.tsc(t)
+    assert upstream.guest_tsc(0, t) < host.tsc(t)  # upstream: postcreate wrote TSC 0
+    vm.set_tsc_offset(0, 180 * 3_000_000_000, t)
+    vm.set_msr_tsc(1, 0, t)
+    vm.set_tsc_state(0, KvmTscState(KVM_TSC_STATE_TIMESTAMP_VALID, 0, 0, 0), t)
+    assert (vm.get_tsc_offset(0), vm.get_tsc_offset(1)) == (0, 0)
+    assert vm.guest_tsc(0, 2 * t) == vm.guest_tsc(1, 2 * t) == host.tsc(2 * t)
+    ignored = [entry for entry in vm.log if "accepted and ignored" in entry[2]]
+    assert [ioctl for _t, ioctl, _text in ignored] == [
+        "KVM_SET_DEVICE_ATTR",
+        "KVM_SET_MSRS",
+        "KVM_SET_TSC_STATE",
+    ]
+    # kvmclock is upstream's: the same on both.
+    assert vm.get_clock(t).clock == upstream.get_clock(t).clock

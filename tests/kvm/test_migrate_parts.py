@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from tsclab.host.kvm_vm import KvmVm
 from tsclab.host.vmm_policies import POLICIES, resolve_policy
 from tsclab.host.vmm_steps import StepRunner as ModelStepRunner
-from tsclab.kvm.agreement import HostTscKvmVm, Timeline, agreement, model_host, run_model
+from tsclab.kvm.agreement import Timeline, agreement, model_host, run_model
 from tsclab.kvm.carried import CarriedState, TscState
 from tsclab.kvm.clock import ClockData
 from tsclab.kvm.facts import HostFacts
@@ -161,7 +162,7 @@ def test_the_model_on_this_host_reads_the_host_tsc() -> None:
     before, after = R0 + 99_000_000, R0 + 2_200_000_000
     here = run_model(timeline, FACTS, before, after, offsets_apply=False)
     assert here.tsc_after - here.tsc_before == (after - before) * KHZ // 1_000_000
-    vm = HostTscKvmVm(model_host(FACTS, 0, R0), 1, 0)
+    vm = KvmVm(model_host(FACTS, 0, R0), 1, 0, ignores_tsc_writes=True)
     vm.set_tsc_offset(0, 12345, 10)
     vm.set_msr_tsc(0, 99, 20)
     assert vm.get_tsc_offset(0) == 0

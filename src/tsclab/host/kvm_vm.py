@@ -167,8 +167,23 @@ class _Vcpu:
 class KvmVm:
     """Model of one KVM VM's clock state (``arch/x86/kvm/x86.c``, KVM 5.10 to 6.x)."""
 
-    def __init__(self, host: HostClock, nr_vcpus: int, t_ns: int, *, tsc_khz: int | None = None) -> None:
+    def __init__(
+        self,
+        host: HostClock,
+        nr_vcpus: int,
+        t_ns: int,
+        *,
+        tsc_khz: int | None = None,
+        ignores_tsc_writes: bool = False,
+    ) -> None:
         """``KVM_CREATE_VM`` then ``KVM_CREATE_VCPU`` for each vCPU, all at ``t_ns``.
+
+        ``ignores_tsc_writes`` models a KVM that is not upstream's: one whose
+        guests read the host's TSC (``kvm_pvm`` runs RDTSC natively in ring
+        3; ``tsclab kvm probe`` finds it).  Every vCPU's offset is 0 from
+        creation on, and ``KVM_VCPU_TSC_OFFSET``, host ``MSR_IA32_TSC`` and
+        TSC-state writes are accepted and ignored; kvmclock, the master
+        clock and the pvclock pages are upstream's.
 
         ``kvm_arch_init_vm()``: ``kvmclock_offset = -get_kvmclock_base_ns()``
         (kvmclock starts at 0) and a first ``pvclock_update_vm_gtod_copy()``
@@ -221,6 +236,20 @@ class KvmVm:
         default_khz = self._vm_default_tsc_khz(tsc_khz, t_ns)
         for index in range(nr_vcpus):
             self._create_vcpu(index, default_khz, t_ns)
+        self.ignores_tsc_writes = ignores_tsc_writes
+        if ignores_tsc_writes:
+            # The guest reads the host's TSC: postcreate's write of TSC 0 never took effect.
+            for v in self._vcpus:
+                v.l1_tsc_offset = 0
+            self._cur_tsc_offset = self._last_tsc_offset = 0
+
+    def _ignored_tsc_write(self, t_ns: int, ioctl: str, vcpu: int) -> bool:
+        """On a KVM that ignores TSC writes: log the write as accepted and ignored, and say so."""
+        if not self.ignores_tsc_writes:
+            return False
+        self._vcpu(vcpu)
+        self._log(t_ns, ioctl, f"vcpu{vcpu}: accepted and ignored - this host's guests read the host's TSC")
+        return True
 
     # --- state the rest of tsclab reads ------------------------------------
 
@@ -452,7 +481,7 @@ class KvmVm:
         """``KVM_GET_DEVICE_ATTR`` ``KVM_VCPU_TSC_OFFSET`` (5.16+): ``l1_tsc_offset``; ``ENXIO`` before."""
         if not self._has(KVM_VCPU_TSC_OFFSET_SINCE):
             raise KvmError("KVM_GET_DEVICE_ATTR", "ENXIO", "KVM_VCPU_TSC_OFFSET needs KVM 5.16")
-        return self._vcpu(vcpu).l1_tsc_offset
+        return self._vcpu(vcpu).l1_tsc_offset  # 0 throughout when the KVM ignores TSC writes
 
     def set_tsc_offset(self, vcpu: int, offset: int, t_ns: int) -> None:
         """``KVM_SET_DEVICE_ATTR`` ``KVM_VCPU_TSC_OFFSET``: ``kvm_arch_tsc_set_attr()`` (5.16+).
@@ -467,6 +496,8 @@ class KvmVm:
         self._require_host_running(t_ns, "KVM_SET_DEVICE_ATTR")
         if not self._has(KVM_VCPU_TSC_OFFSET_SINCE):
             raise self._fail(t_ns, "KVM_SET_DEVICE_ATTR", "ENXIO", "KVM_VCPU_TSC_OFFSET needs KVM 5.16")
+        if self._ignored_tsc_write(t_ns, "KVM_SET_DEVICE_ATTR", vcpu):
+            return
         v = self._vcpu(vcpu)
         offset = u64(offset)
         matched = (
@@ -509,6 +540,8 @@ class KvmVm:
         restore write is kept as written (bugzilla 217423).
         """
         self._require_host_running(t_ns, "KVM_SET_MSRS")
+        if self._ignored_tsc_write(t_ns, "KVM_SET_MSRS", vcpu):
+            return
         v = self._vcpu(vcpu)
         outcome = self._kvm_synchronize_tsc(v, u64(value), t_ns)
         self._log(t_ns, "KVM_SET_MSRS", f"vcpu{vcpu} MSR_IA32_TSC={u64(value)}: {outcome}")
@@ -540,6 +573,8 @@ class KvmVm:
         and so leaving the master clock's matching state as it was.
         """
         self._require_host_running(t_ns, "KVM_SET_TSC_STATE")
+        if self._ignored_tsc_write(t_ns, "KVM_SET_TSC_STATE", vcpu):
+            return
         v = self._vcpu(vcpu)
         new_tsc = u64(state.tsc)
         if state.flags & KVM_TSC_STATE_TIMESTAMP_VALID:

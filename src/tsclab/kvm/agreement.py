@@ -20,9 +20,9 @@ This host's facts go into the model:
 * no TSC scaling where ``KVM_CAP_TSC_CONTROL`` is 0;
 * where KVM does not apply TSC offsets or host TSC writes (this host:
   ``kvm_pvm`` runs the guest's RDTSC natively in ring 3),
-  :class:`HostTscKvmVm`: the model's KVM with every guest TSC equal to the
-  host's and every offset, ``MSR_IA32_TSC`` or TSC-state write accepted and
-  ignored.
+  the model's KVM with ``ignores_tsc_writes``: every guest TSC equal to
+  the host's and every offset, ``MSR_IA32_TSC`` or TSC-state write accepted
+  and ignored.
 
 The tolerance is the measured host-clock error: the two readings'
 placement errors (:mod:`tsclab.kvm.measure`), plus half the realtime
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tsclab.host.hosts import HostClock
-from tsclab.host.kvm_vm import KvmTscState, KvmVm
+from tsclab.host.kvm_vm import KvmVm
 from tsclab.host.vmm_policies import VmmPolicy
 from tsclab.host.vmm_steps import SavedState
 from tsclab.host.vmm_steps import StepRunner as ModelStepRunner
@@ -51,47 +51,6 @@ from tsclab.scenario.model import HostSpec
 CLOCK_STEPS = frozenset({"get-clock", "set-clock", "set-clock-realtime", "set-clock-or-realtime"})
 #: A model host boots this long before the run's first instant (any value: nothing depends on it).
 MODEL_UPTIME_NS = 3600 * 1_000_000_000
-
-
-class HostTscKvmVm(KvmVm):
-    """The model's KVM on a host that does not apply TSC offsets: the guest's TSC is the host's.
-
-    ``tsclab kvm probe`` finds this on ``kvm_pvm``: ``KVM_VCPU_TSC_OFFSET``
-    accepted and read back as 0, host ``MSR_IA32_TSC`` writes without
-    effect on the guest. So every vCPU's offset is 0 from creation (the
-    model's ``kvm_arch_vcpu_postcreate()`` wrote TSC 0, i.e. minus the host
-    TSC) and stays 0; ``KVM_GET_CLOCK``, the master clock and the pvclock
-    pages are the model's own.
-    """
-
-    def __init__(self, host: HostClock, nr_vcpus: int, t_ns: int, *, tsc_khz: int | None = None) -> None:
-        super().__init__(host, nr_vcpus, t_ns, tsc_khz=tsc_khz)
-        for v in self._vcpus:
-            v.l1_tsc_offset = 0
-        self._cur_tsc_offset = 0
-        self._last_tsc_offset = 0
-
-    def _ignored(self, t_ns: int, what: str) -> None:
-        self._log(t_ns, what, "accepted and ignored: this host's guests read the host's TSC")
-
-    def set_tsc_offset(self, vcpu: int, offset: int, t_ns: int) -> None:
-        del offset  # not applied
-        self._vcpu(vcpu)
-        self._ignored(t_ns, "KVM_SET_DEVICE_ATTR")
-
-    def get_tsc_offset(self, vcpu: int) -> int:
-        self._vcpu(vcpu)
-        return 0
-
-    def set_msr_tsc(self, vcpu: int, value: int, t_ns: int) -> None:
-        del value  # not applied
-        self._vcpu(vcpu)
-        self._ignored(t_ns, "KVM_SET_MSRS")
-
-    def set_tsc_state(self, vcpu: int, state: KvmTscState, t_ns: int) -> None:
-        del state  # not applied
-        self._vcpu(vcpu)
-        self._ignored(t_ns, "KVM_SET_TSC_STATE")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +147,6 @@ def run_model(
     """The model's guest kvmclock and TSC at the two readings' instants (host realtime ns)."""
     epoch = timeline.source_created - 1_000_000
     host = model_host(facts, timeline.drift_ppb, epoch)
-    cls = KvmVm if offsets_apply else HostTscKvmVm
     log: list[str] = []
     runner = ModelStepRunner(lambda t, who, text: log.append(f"{t + epoch} {who}: {text}"))
     known = runner.names
@@ -201,7 +159,7 @@ def run_model(
             if record.phase in phases and record.step in known:
                 runner.run((record.step,), vm, saved, t(record.instant))
 
-    source = cls(host, 1, t(timeline.source_created))
+    source = KvmVm(host, 1, t(timeline.source_created), ignores_tsc_writes=not offsets_apply)
     source.enable_pvclock(0, t(timeline.source_started))
     source.vcpu_run(0, t(timeline.source_started))
     source.vcpu_run(0, t(before_ns))
@@ -213,7 +171,7 @@ def run_model(
         if timeline.destination_created is None:
             raise ValueError("the guest resumed on a destination that was never created")
         saved.pvti = [None if page is None else replace(page) for page in source.pvti]
-        after_vm: KvmVm = cls(host, 1, t(timeline.destination_created))
+        after_vm = KvmVm(host, 1, t(timeline.destination_created), ignores_tsc_writes=not offsets_apply)
         after_vm.set_guest_memory_pvti(0, saved.pvti[0])
         steps(after_vm, saved, timeline.destination_steps, ("restore", "restore_resume"))
     else:
