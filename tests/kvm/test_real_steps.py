@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.kvm.host_state import open_fds
@@ -52,6 +54,17 @@ def _offsets_apply(guest: ProbeGuest) -> bool:
     return applied
 
 
+def _all_zero_offsets(detail: str) -> bool:
+    """Every offset the step wrote was 0: on a KVM that ignores offsets, that write still holds.
+
+    The emulated TSC-state step computes the offset from paired instants;
+    where the guest reads the host's TSC it comes out 0 (or a few cycles),
+    and an offset of 0 reads back as written.
+    """
+    offsets = re.findall(r"offset (-?\d+)", detail)
+    return bool(offsets) and all(o == "0" for o in offsets) and "reads back" not in detail
+
+
 def test_every_step_on_a_real_source_and_destination(kvm: Kvm) -> None:
     assert set(GETS) | set(SETS) == set(STEPS)
     before = open_fds()
@@ -83,7 +96,9 @@ def test_every_step_on_a_real_source_and_destination(kvm: Kvm) -> None:
         assert record.duration_ns > 0
         assert record.start_realtime <= record.instant <= record.end_realtime
         if record.step in TSC_WRITES:
-            assert record.status == (DONE if applied else INEFFECTIVE), record.detail
+            assert record.status == (DONE if applied or _all_zero_offsets(record.detail) else INEFFECTIVE), (
+                record.detail
+            )
         else:
             assert record.status == DONE, record.detail
     assert moved.kvmclock is not None
