@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from tests.kvm.host_state import open_fds
+from tests.kvm.host_state import all_zero_offsets, open_fds
 from tsclab.kvm import constants as c
 from tsclab.kvm.carried import CarriedState
 from tsclab.kvm.clock import ClockData
@@ -54,17 +52,6 @@ def _offsets_apply(guest: ProbeGuest) -> bool:
     return applied
 
 
-def _all_zero_offsets(detail: str) -> bool:
-    """Every offset the step wrote was 0: on a KVM that ignores offsets, that write still holds.
-
-    The emulated TSC-state step computes the offset from paired instants;
-    where the guest reads the host's TSC it comes out 0 (or a few cycles),
-    and an offset of 0 reads back as written.
-    """
-    offsets = re.findall(r"offset (-?\d+)", detail)
-    return bool(offsets) and all(o == "0" for o in offsets) and "reads back" not in detail
-
-
 def test_every_step_on_a_real_source_and_destination(kvm: Kvm) -> None:
     assert set(GETS) | set(SETS) == set(STEPS)
     before = open_fds()
@@ -96,7 +83,7 @@ def test_every_step_on_a_real_source_and_destination(kvm: Kvm) -> None:
         assert record.duration_ns > 0
         assert record.start_realtime <= record.instant <= record.end_realtime
         if record.step in TSC_WRITES:
-            assert record.status == (DONE if applied or _all_zero_offsets(record.detail) else INEFFECTIVE), (
+            assert record.status == (DONE if applied or all_zero_offsets(record.detail) else INEFFECTIVE), (
                 record.detail
             )
         else:
