@@ -61,7 +61,7 @@ from tsclab.kernel.profiles import get_profile
 from tsclab.kernel.timekeeping import AdvanceMode, Timekeeping, WriteStep
 from tsclab.kernel.timespec import Timespec64
 from tsclab.kernel.tk_state import Timekeeper
-from tsclab.nap.guest import cycles_to_ns
+from tsclab.nap.guest import unapplied_sleep
 from tsclab.sim.explore import Action, Model, action
 from tsclab.sim.explore_models import HOUR, HZ, SECOND, TSC, TkMono, cycle_interval, fmt_ns, ktime_read
 
@@ -351,13 +351,11 @@ def initial_state(scope: Scope) -> NapState:
 
 
 def _unapplied_sleep(s: NapState, scope: Scope, skipped: int) -> int:
-    """:meth:`NapGuest._unapplied_sleep`, or the last nap's fields alone without totals."""
+    """The guest's :func:`unapplied_sleep`: from the totals, or (the control) the last nap's fields alone."""
     page = s.page
     if scope.protocol.totals:
-        shown = page.slept_tsc - s.applied.tsc - skipped
-        return max(page.slept_ns - s.applied.ns - cycles_to_ns(shown, TSC_KHZ), 0)
-    shown = page.tsc_at_wake - page.tsc_at_freeze - skipped
-    return max(page.nap_ns - cycles_to_ns(shown, TSC_KHZ), 0)
+        return unapplied_sleep(page.slept_ns, page.slept_tsc, s.applied.ns, s.applied.tsc, skipped, TSC_KHZ)
+    return unapplied_sleep(page.nap_ns, page.tsc_at_wake - page.tsc_at_freeze, 0, 0, skipped, TSC_KHZ)
 
 
 def _touch_all(s: NapState) -> NapState:

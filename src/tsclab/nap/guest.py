@@ -37,6 +37,21 @@ def cycles_to_ns(cycles: int, tsc_khz: int) -> int:
     return cycles * 1_000_000 // tsc_khz if tsc_khz else 0
 
 
+def unapplied_sleep(
+    slept_ns: int, slept_tsc: int, applied_ns: int, applied_tsc: int, skipped: int, khz: int
+) -> int:
+    """Sleep to inject (step 7): the unapplied naps less what the counter showed readers.
+
+    Of the unapplied naps' counter cycles (``slept_tsc - applied_tsc``),
+    ``skipped`` are dropped by the re-base; the rest were (or will be)
+    accumulated into MONOTONIC by the updates, so that part of the sleep is
+    already counted.  Never negative: BOOTTIME does not step back when a
+    host moved the TSC by more than the time it measured.
+    """
+    shown = slept_tsc - applied_tsc - skipped
+    return max(slept_ns - applied_ns - cycles_to_ns(shown, khz), 0)
+
+
 class NapGuest:
     """The guest half: park, wake-up, and the fallback check.
 
@@ -98,17 +113,11 @@ class NapGuest:
         return missing
 
     def _unapplied_sleep(self, skipped_cycles: int) -> int:
-        """Sleep to inject: the unapplied naps less what the counter showed readers.
-
-        Of the unapplied naps' counter cycles, ``skipped_cycles`` are
-        dropped by the re-base; the rest were (or will be) accumulated into
-        MONOTONIC by the updates, so that part of the sleep is already
-        counted.  Never negative: BOOTTIME does not step back when a host
-        moved the TSC by more than the time it measured.
-        """
+        """:func:`unapplied_sleep` from the page's totals and the ones this guest applied."""
         page = self.page
-        shown = page.slept_tsc - self.applied_tsc - skipped_cycles
-        return max(page.slept_ns - self.applied_ns - cycles_to_ns(shown, page.tsc_khz), 0)
+        return unapplied_sleep(
+            page.slept_ns, page.slept_tsc, self.applied_ns, self.applied_tsc, skipped_cycles, page.tsc_khz
+        )
 
     def _finish_apply(self) -> None:
         """Steps 7 (retune), 8 (the bound), 9 (watchdogs), 11 (applied): the totals move on."""
