@@ -385,15 +385,16 @@ class GuestKernel:
     def pvclock_touch_watchdogs(self, vcpu: int) -> None:
         """``pvclock_touch_watchdogs()``: this vCPU's soft-lockup, and the global detectors."""
         self.softlockup[vcpu].touch_sync()
-        if self.cs_watchdog is not None:
-            self.cs_watchdog.touch()
-        self.rcu.reset(self.jiffies)
-        self.hung.reset()
+        self._touch_global_detectors()
 
     def touch_all_watchdogs(self) -> None:
         """Every CPU's soft-lockup watchdog and the global detectors (the nap's step 9)."""
         for watchdog in self.softlockup:
             watchdog.touch_sync()
+        self._touch_global_detectors()
+
+    def _touch_global_detectors(self) -> None:
+        """The clocksource watchdog, RCU's stall timeout and the hung-task detector."""
         if self.cs_watchdog is not None:
             self.cs_watchdog.touch()
         self.rcu.reset(self.jiffies)
